@@ -1,0 +1,70 @@
+# reviewserve: `make run` serves the committed model on $(PORT); `make test` runs every test.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PORT ?= 9696
+WORKERS ?=
+export PORT
+ifneq ($(WORKERS),)
+export WORKERS
+endif
+
+.PHONY: help run dev test lint unit install install-dev lock clean tools chart-test kind-up kind-deploy kind-e2e kind-down
+
+help: ## List the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.run-installed: $(BIN)/python pyproject.toml constraints.txt
+	$(BIN)/pip install --quiet -c constraints.txt -e .
+	touch $@
+
+$(VENV)/.dev-installed: $(VENV)/.run-installed
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.run-installed ## Create .venv and install the service
+
+install-dev: $(VENV)/.dev-installed ## Install the service with test and lint tools
+
+run: install ## Serve the committed model with gunicorn on $(PORT) (WORKERS=n to override)
+	$(BIN)/reviewserve serve
+
+dev: install ## Local development server with reload (never use in a container)
+	$(BIN)/reviewserve serve --dev
+
+lint: install-dev ## ruff
+	$(BIN)/ruff check service tests
+
+unit: install-dev ## Fast unit tests only
+	$(BIN)/python -m pytest tests/unit
+
+test: install-dev lint ## Everything: lint, unit, real gunicorn, chart, Docker (starts what it needs)
+	$(BIN)/python -m pytest
+
+tools: ## helm 3 + 4, checkov, promtool, CRD validators into .tools/ (the tests do this when needed)
+	bash k8s/scripts/install-tools.sh
+
+chart-test: install-dev ## Chart proof only: helm lint/template, schema, kubernetes-validate, checkov, promtool
+	$(BIN)/python -m pytest tests/chart -q
+
+kind-up: ## Create a local kind cluster with ingress-nginx and metrics-server (needs Docker + internet)
+	bash k8s/scripts/kind-up.sh
+
+kind-deploy: ## Build the image, load it into kind, helm upgrade --install --wait
+	bash k8s/scripts/kind-deploy.sh
+
+kind-e2e: install-dev ## End-to-end tests against the kind cluster
+	bash k8s/scripts/kind-e2e.sh
+
+kind-down: ## Delete the kind cluster
+	bash k8s/scripts/kind-down.sh
+
+lock: install-dev ## Re-pin constraints.txt from the current .venv
+	$(BIN)/pip freeze --exclude-editable | grep -v '^reviewserve' > constraints.txt
+
+clean: ## Remove the venv and caches
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Shared settings for the kind scripts (sourced, not run).
+# shellcheck disable=SC2034  # variables are used by the scripts that source this file
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+CLUSTER="${KIND_CLUSTER:-reviewserve}"
+CONTEXT="kind-${CLUSTER}"
+NAMESPACE="${NAMESPACE:-reviewserve}"
+RELEASE="${RELEASE:-reviewserve}"
+IMAGE_REPO="${IMAGE_REPO:-reviewserve}"
+# Prefer the project's helm (k8s/scripts/install-tools.sh), else the one on PATH.
+if [[ -x "${REPO}/.tools/bin/helm" ]]; then
+  HELM="${HELM:-${REPO}/.tools/bin/helm}"
+else
+  HELM="${HELM:-helm}"
+fi
+KUBECTL="${KUBECTL:-kubectl}"
+DOCKER="${DOCKER:-docker}"
+KIND="${KIND:-kind}"
+
+log() { printf '\033[1m[%s]\033[0m %s\n' "$(basename "$0")" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+need() {
+  local tool
+  for tool in "$@"; do
+    command -v "${tool}" >/dev/null 2>&1 || die "'${tool}' is required (not found on PATH)"
+  done
+}
+# Note: arrays are expanded as ${a[@]+"${a[@]}"} so that empty ones work under `set -u` on bash < 4.4 (macOS).

@@ -1,0 +1,194 @@
+"""The ``reviewserve`` command: train | evaluate | serve | predict."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+from pydantic import ValidationError
+
+from reviewserve.logs import configure_logging
+from reviewserve.settings import Settings
+
+GUNICORN_ARGS = ["--config", "python:reviewserve.web.gunicorn_conf", "reviewserve.web.wsgi:app"]
+
+# serve flag -> environment variable (the flags only override the documented variables)
+SERVE_OPTIONS = {
+    "port": "PORT",
+    "workers": "WORKERS",
+    "threads": "THREADS",
+    "model_path": "MODEL_PATH",
+    "max_body_bytes": "MAX_BODY_BYTES",
+    "max_reviews": "MAX_REVIEWS",
+    "max_review_chars": "MAX_REVIEW_CHARS",
+    "log_level": "LOG_LEVEL",
+    "timeout": "TIMEOUT",
+    "graceful_timeout": "GRACEFUL_TIMEOUT",
+    "shutdown_delay": "SHUTDOWN_DELAY",
+}
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise click.ClickException(f"invalid configuration:\n{exc}") from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="reviewserve")
+def main() -> None:
+    """Review sentiment model: train it, evaluate it, serve it over HTTP, score texts."""
+
+
+@main.command()
+@click.option(
+    "--data",
+    "data",
+    multiple=True,
+    required=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="Labelled file: text<TAB>label (.tsv/.txt) or CSV with a header. Repeatable.",
+)
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Model folder to write.")
+@click.option("--name", default="review-sentiment", show_default=True, help="Model name for the card.")
+@click.option("--version", "model_version", default="1", show_default=True, help="Model version for the card.")
+@click.option(
+    "--eval",
+    "eval_files",
+    multiple=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="Held-out labelled file to evaluate on after training. Repeatable.",
+)
+@click.option("--text-column", default="text", show_default=True, help="CSV column with the review text.")
+@click.option("--label-column", default="label", show_default=True, help="CSV column with the label (0/1).")
+@click.option("--c", "c_value", type=float, default=None, help="Inverse regularisation strength.")
+def train(
+    data: tuple[Path, ...],
+    out: Path,
+    name: str,
+    model_version: str,
+    eval_files: tuple[Path, ...],
+    text_column: str,
+    label_column: str,
+    c_value: float | None,
+) -> None:
+    """Train a model on labelled files and write it with its card."""
+    from reviewserve.model.evaluate import evaluate as run_evaluation
+    from reviewserve.model.train import train as run_training
+
+    configure_logging("INFO")
+    card = run_training(
+        list(data),
+        out,
+        name=name,
+        version=model_version,
+        params={"C": c_value} if c_value is not None else None,
+        text_column=text_column,
+        label_column=label_column,
+    )
+    click.echo(f"wrote {out / card.model_file} ({card.model_bytes} bytes, sha256 {card.model_sha256})")
+    if eval_files:
+        click.echo(json.dumps(run_evaluation(out, list(eval_files)), indent=2))
+
+
+@main.command()
+@click.option(
+    "--model",
+    "model_dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Model folder [default: MODEL_PATH].",
+)
+@click.option(
+    "--data",
+    "data",
+    multiple=True,
+    required=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="Labelled held-out file. Repeatable; each is reported separately.",
+)
+@click.option("--min-accuracy", type=float, default=None, help="Exit 1 if any file scores below this.")
+@click.option("--no-plots", is_flag=True, help="Skip the PNG report.")
+def evaluate(model_dir: Path | None, data: tuple[Path, ...], min_accuracy: float | None, no_plots: bool) -> None:
+    """Evaluate a model; write metrics into its card and a report with plots into MODEL/evaluation/."""
+    from reviewserve.model.evaluate import evaluate as run_evaluation
+
+    model_dir = model_dir or _settings().model_path
+    results = run_evaluation(model_dir, list(data), plots=not no_plots)
+    click.echo(json.dumps(results, indent=2))
+    if min_accuracy is not None:
+        low = {k: v["accuracy"] for k, v in results.items() if v["accuracy"] < min_accuracy}
+        if low:
+            raise click.ClickException(f"accuracy below {min_accuracy}: {low}")
+
+
+@main.command()
+@click.option("--port", type=int, help="Listen port [env PORT, default 9696].")
+@click.option("--workers", type=int, help="Worker processes [env WORKERS, default: usable CPUs].")
+@click.option("--threads", type=int, help="Threads per worker [env THREADS, default 2].")
+@click.option("--model-path", type=click.Path(path_type=Path), help="Model folder [env MODEL_PATH].")
+@click.option("--max-body-bytes", type=int, help="Body limit [env MAX_BODY_BYTES].")
+@click.option("--max-reviews", type=int, help="Reviews per request [env MAX_REVIEWS].")
+@click.option("--max-review-chars", type=int, help="Characters per review [env MAX_REVIEW_CHARS].")
+@click.option("--log-level", type=str, help="Log level [env LOG_LEVEL].")
+@click.option("--timeout", type=int, help="Worker timeout, s [env TIMEOUT].")
+@click.option("--graceful-timeout", type=int, help="Drain time on SIGTERM, s [env GRACEFUL_TIMEOUT].")
+@click.option("--shutdown-delay", type=float, help="Not-ready time before draining, s [env SHUTDOWN_DELAY].")
+@click.option("--dev", is_flag=True, help="Local development only: Flask's reloading debug server, 127.0.0.1.")
+def serve(dev: bool, **options: object) -> None:
+    """Serve the model over HTTP with gunicorn (replaces this process, so signals reach gunicorn)."""
+    for option, variable in SERVE_OPTIONS.items():
+        if options.get(option) is not None:
+            os.environ[variable] = str(options[option])
+    settings = _settings()  # fail fast on bad configuration
+    if dev:
+        from reviewserve.web.app import create_app
+
+        configure_logging(settings.log_level)
+        create_app(settings).run(host="127.0.0.1", port=settings.port, debug=True)
+        return
+    os.execv(sys.executable, [sys.executable, "-m", "gunicorn", *GUNICORN_ARGS])
+
+
+@main.command()
+@click.argument("texts", nargs=-1)
+@click.option(
+    "--model",
+    "model_dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Model folder [default: MODEL_PATH].",
+)
+def predict(texts: tuple[str, ...], model_dir: Path | None) -> None:
+    """Score TEXTS (or one text per line of stdin); print one JSON object per text."""
+    from reviewserve.model import InvalidText, ModelLoadError, Predictor
+
+    settings = _settings()
+    try:
+        predictor = Predictor.load(model_dir or settings.model_path, max_chars=settings.max_review_chars)
+    except ModelLoadError as exc:
+        raise click.ClickException(str(exc)) from None
+    lines = list(texts) or [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    try:
+        predictions = predictor.predict(lines)
+    except InvalidText as exc:
+        raise click.ClickException(str(exc)) from None
+    for text, p in zip(lines, predictions, strict=True):
+        click.echo(
+            json.dumps(
+                {
+                    "review": text,
+                    "prediction": p.label,
+                    "probability": round(p.probability, 6),
+                    "positive_probability": round(p.positive_probability, 6),
+                }
+            )
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""The one prediction code path: web, batch and stream all call :meth:`Predictor.predict`."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reviewserve.model.artifact import Card, load_verified
+from reviewserve.model.text import validate_text
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    """A scored review: the label, its probability, and the positive-class probability."""
+
+    label: str
+    probability: float
+    positive_probability: float
+
+
+class Predictor:
+    """A verified model plus its card; turns a list of texts into predictions in one vectorised call."""
+
+    def __init__(self, estimator: Any, card: Card, max_chars: int = 5000, load_seconds: float = 0.0) -> None:
+        self.estimator = estimator
+        self.card = card
+        self.max_chars = max_chars
+        self.load_seconds = load_seconds
+        classes = list(getattr(estimator, "classes_", []))
+        if len(classes) != len(card.labels):
+            raise ValueError(f"model has {len(classes)} classes but the card names {card.labels}")
+        # classes_ are sorted training targets; the card's labels are in the same order.
+        self.labels = list(card.labels)
+        self.positive_index = self.labels.index(card.positive_label)
+
+    @classmethod
+    def load(cls, model_dir: Path, max_chars: int = 5000) -> Predictor:
+        """Load and verify the artifact in ``model_dir`` (see :func:`load_verified`)."""
+        started = time.perf_counter()
+        estimator, card = load_verified(model_dir)
+        return cls(estimator, card, max_chars=max_chars, load_seconds=time.perf_counter() - started)
+
+    @property
+    def name(self) -> str:
+        """Model name from the card."""
+        return self.card.name
+
+    @property
+    def version(self) -> str:
+        """Model version from the card."""
+        return self.card.version
+
+    def validate(self, texts: Sequence[object]) -> list[str]:
+        """Validate every text (raises :class:`~reviewserve.model.text.InvalidText` naming the first bad one)."""
+        if len(texts) == 1:
+            return [validate_text(texts[0], self.max_chars)]
+        return [validate_text(t, self.max_chars, where=f"review {i}") for i, t in enumerate(texts)]
+
+    def predict(self, texts: Sequence[object]) -> list[Prediction]:
+        """Score ``texts`` in order; raises ``InvalidText`` before scoring if any text is invalid."""
+        valid = self.validate(texts)
+        if not valid:
+            return []
+        probabilities = self.estimator.predict_proba(valid)
+        results = []
+        for row in probabilities:
+            best = int(row.argmax())
+            results.append(
+                Prediction(
+                    label=self.labels[best],
+                    probability=float(row[best]),
+                    positive_probability=float(row[self.positive_index]),
+                )
+            )
+        return results

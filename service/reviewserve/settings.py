@@ -1,0 +1,60 @@
+"""Typed settings read from the environment (12-factor), shared by every entry point.
+
+Every field maps to an upper-case environment variable of the same name (``PORT``, ``WORKERS``...).
+CLI flags of ``reviewserve serve`` write the same variables, so gunicorn, the app and its workers
+all read one source.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_MODEL_PATH = Path("models/review-sentiment/1")
+DEFAULT_METRICS_DIR = Path("/tmp/reviewserve-metrics")
+
+
+def usable_cpus() -> int:
+    """CPUs this process may really use: its affinity mask and cgroup CPU quota, not the host's count."""
+    # joblib (a scikit-learn dependency) reads sched_getaffinity and the cgroup v1/v2 quota.
+    from joblib import cpu_count
+
+    return max(1, cpu_count(only_physical_cores=False))
+
+
+class Settings(BaseSettings):
+    """Runtime configuration; defaults are documented in README.md ("Configuration")."""
+
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    host: str = Field("0.0.0.0", description="Address gunicorn binds to.")
+    port: int = Field(9696, ge=1, le=65535, description="Port gunicorn listens on.")
+    workers: int = Field(default_factory=usable_cpus, ge=1, description="gunicorn worker processes.")
+    threads: int = Field(2, ge=1, le=64, description="Threads per gunicorn worker (gthread).")
+    model_path: Path = Field(DEFAULT_MODEL_PATH, description="Model folder holding card.json and the model.")
+    max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest accepted request body (413 above).")
+    max_reviews: int = Field(64, ge=1, description="Most reviews in one request (422 above).")
+    max_review_chars: int = Field(5000, ge=1, description="Longest accepted review in characters (413 above).")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    prometheus_multiproc_dir: Path = Field(DEFAULT_METRICS_DIR, description="Multiprocess metrics folder.")
+    timeout: int = Field(30, ge=1, description="gunicorn worker timeout, seconds.")
+    graceful_timeout: int = Field(20, ge=0, description="Seconds in-flight requests get to finish on SIGTERM.")
+    keepalive: int = Field(5, ge=0, description="Seconds an idle keep-alive connection stays open.")
+    shutdown_delay: float = Field(
+        1.0, ge=0, description="Seconds between SIGTERM (readiness turns 503) and the start of the drain."
+    )
+    max_requests: int = Field(10_000, ge=0, description="Requests after which a worker is recycled (0: never).")
+    max_requests_jitter: int = Field(1000, ge=0, description="Random spread on max_requests.")
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+
+def get_settings() -> Settings:
+    """Read the settings from the current environment."""
+    return Settings()

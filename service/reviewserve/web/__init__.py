@@ -1,0 +1,1 @@
+"""The web service: a thin HTTP adapter (Flask) over the one Predictor."""

@@ -1,0 +1,89 @@
+"""gunicorn configuration (``--config python:reviewserve.web.gunicorn_conf``), all from Settings.
+
+Import order matters: PROMETHEUS_MULTIPROC_DIR must be set (and emptied) before prometheus_client
+is imported, which happens when the app is preloaded after this module runs.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from reviewserve.logs import logging_config
+from reviewserve.settings import get_settings
+
+_settings = get_settings()
+_metrics_dir = Path(os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(_settings.prometheus_multiproc_dir)))
+
+
+def _clear_metrics_dir() -> None:
+    # Files from a previous run would be summed into this run's counters.
+    _metrics_dir.mkdir(parents=True, exist_ok=True)
+    for entry in _metrics_dir.iterdir():
+        if entry.is_dir():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
+_clear_metrics_dir()
+
+bind = f"{_settings.host}:{_settings.port}"
+workers = _settings.workers
+worker_class = "gthread"
+threads = _settings.threads
+preload_app = True  # load and verify the model once, before fork; workers share its pages
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+timeout = _settings.timeout
+graceful_timeout = _settings.graceful_timeout
+keepalive = _settings.keepalive
+max_requests = _settings.max_requests
+max_requests_jitter = _settings.max_requests_jitter
+accesslog = None  # the app logs one JSON line per request itself
+logconfig_dict = logging_config(_settings.log_level)
+proc_name = "reviewserve"
+forwarded_allow_ips = "*"
+
+
+def on_starting(server: Any) -> None:
+    """Master start: clear the shutdown mark."""
+    from reviewserve.web import lifecycle
+
+    lifecycle.reset()
+
+
+def when_ready(server: Any) -> None:
+    """After preload, before fork: freeze the heap so workers keep sharing it; hook SIGTERM."""
+    from reviewserve.web import lifecycle
+
+    gc.collect()
+    gc.freeze()  # objects allocated so far are never touched by the collector -> pages stay shared
+    drain = server.handle_term
+    delay = _settings.shutdown_delay
+
+    def handle_term() -> None:
+        # Readiness turns 503 now; keep serving `delay` seconds so load balancers notice, then drain.
+        lifecycle.start_draining()
+        server.log.info("SIGTERM: not ready; draining in %.1fs", delay)
+        if delay:
+            time.sleep(delay)
+        drain()
+
+    server.handle_term = handle_term
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """A worker exited: mark its live gauges dead so they drop out of /metrics."""
+    from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMetrics
+
+    GunicornInternalPrometheusMetrics.mark_process_dead_on_child_exit(worker.pid)
+
+
+def worker_abort(worker: Any) -> None:
+    """A worker hit the timeout (SIGABRT): log where it was stuck."""
+    logging.getLogger("reviewserve").error("worker %s aborted after timeout", worker.pid, stack_info=True)

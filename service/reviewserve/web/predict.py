@@ -1,0 +1,24 @@
+"""``POST /predict``: the seed contract, ``{"review": ...}`` -> ``{"prediction": ...}``, and lists."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, g, jsonify, request
+
+from reviewserve.web import codecs
+from reviewserve.web.state import state
+
+bp = Blueprint("predict", __name__)
+
+
+@bp.post("/predict")
+def predict() -> Response:
+    """Score one review (``review``) or several (``reviews``)."""
+    current = state()
+    body = codecs.read_json(request)
+    texts, single = codecs.decode_seed(body, current.settings.max_reviews)
+    g.reviews = len(texts)
+    predictor = current.require_predictor()
+    codecs.check_texts(predictor, texts)
+    predictions = predictor.predict(texts)
+    current.metrics.observe(predictions)
+    return jsonify(codecs.encode_seed(predictions, single, predictor))

@@ -1,0 +1,43 @@
+"""Request ids (``X-Request-ID``, honoured or made) and one structured JSON log line per request."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+
+from flask import Flask, Response, g, request
+
+log = logging.getLogger("reviewserve.access")
+_VALID_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
+HEADER = "X-Request-ID"
+
+
+def init_request_log(app: Flask) -> None:
+    """Register the before/after hooks that set the request id and log the request."""
+
+    @app.before_request
+    def _start() -> None:
+        incoming = request.headers.get(HEADER, "")
+        g.request_id = incoming if _VALID_ID.match(incoming) else uuid.uuid4().hex
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def _finish(response: Response) -> Response:
+        request_id = getattr(g, "request_id", None) or uuid.uuid4().hex
+        response.headers[HEADER] = request_id
+        duration = time.perf_counter() - getattr(g, "started", time.perf_counter())
+        log.info(
+            "request",
+            extra={
+                "method": request.method,
+                "path": request.path,
+                "status": response.status_code,
+                "duration_ms": round(duration * 1000, 3),
+                "request_id": request_id,
+                "reviews": getattr(g, "reviews", 0),
+                "remote_addr": request.remote_addr,
+            },
+        )
+        return response

@@ -1,0 +1,235 @@
+"""Helm 3 and Helm 4: lint, template, schema and Kubernetes API validation of the chart."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+CI_VALUES = sorted(
+    p.name for p in (Path(__file__).resolve().parents[2] / "charts/reviewserve/ci").glob("*.yaml")
+)
+HELMS = ("helm3", "helm4")
+K8S_VERSIONS = ("1.29.0", "1.30.0", "1.31.0", "1.32.0", "1.33.0", "1.34.0", "1.35.0")
+CRD_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor"), ("monitoring.coreos.com/v1", "PrometheusRule")}
+
+EXPECTED_KINDS: dict[str, set[str]] = {
+    "default-values.yaml": {"ConfigMap", "Deployment", "Ingress", "Pod", "PodDisruptionBudget", "Service"}
+    | {"ServiceAccount"},
+    "hpa-on-values.yaml": {"ConfigMap", "Deployment", "Ingress", "Pod", "PodDisruptionBudget", "Service"}
+    | {"ServiceAccount", "HorizontalPodAutoscaler"},
+    "everything-on-values.yaml": {
+        "ConfigMap",
+        "Deployment",
+        "Ingress",
+        "Pod",
+        "PodDisruptionBudget",
+        "Service",
+    }
+    | {"ServiceAccount", "HorizontalPodAutoscaler", "NetworkPolicy", "ServiceMonitor", "PrometheusRule"},
+    "minimal-values.yaml": {"ConfigMap", "Deployment", "Pod", "Service"},
+}
+
+
+def test_ci_values_files_present() -> None:
+    """The four documented value sets exist (and nothing else hides in ci/)."""
+    assert set(CI_VALUES) == set(EXPECTED_KINDS)
+
+
+@pytest.mark.parametrize("values", CI_VALUES)
+@pytest.mark.parametrize("helm", HELMS)
+def test_lint_strict(kit: Any, helm: str, values: str) -> None:
+    """``helm lint --strict`` passes with every CI values file."""
+    res = kit.helm(helm, "lint", "--strict", str(kit.chart), "-f", kit.values_path(values))
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "1 chart(s) linted, 0 chart(s) failed" in res.stdout
+
+
+@pytest.mark.parametrize("values", CI_VALUES)
+@pytest.mark.parametrize("helm", HELMS)
+def test_template_kinds(kit: Any, helm: str, values: str) -> None:
+    """``helm template`` renders exactly the expected kinds for each values file."""
+    docs = kit.render((values,), helm=helm)
+    assert {d["kind"] for d in docs} == EXPECTED_KINDS[values]
+    for doc in docs:
+        assert doc["metadata"]["namespace"] == kit.namespace, doc["metadata"]
+
+
+@pytest.mark.parametrize("values", CI_VALUES)
+def test_helm3_and_helm4_render_the_same(kit: Any, values: str) -> None:
+    """Both Helm majors produce identical manifests."""
+    assert kit.render((values,), helm="helm3") == kit.render((values,), helm="helm4")
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+@pytest.mark.parametrize("values", CI_VALUES)
+def test_kubernetes_validate_strict(kit: Any, values: str, version: str) -> None:
+    """Every built-in resource validates strictly (unknown fields rejected) for Kubernetes 1.29-1.35.
+
+    The Prometheus Operator kinds have no schema in kubernetes-validate; they are validated
+    against their CRD schemas by test_crd_resources_match_crd_schemas instead.
+    """
+    for doc in kit.render((values,)):
+        if (doc["apiVersion"], doc["kind"]) in CRD_KINDS:
+            continue
+        try:
+            kubernetes_validate.validate(doc, version, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            path = ".".join(str(p) for p in exc.path)
+            pytest.fail(
+                f"{doc['kind']}/{doc['metadata']['name']} invalid for {version} at {path}: {exc.message}"
+            )
+
+
+def test_kubernetes_validate_catches_errors(kit: Any) -> None:
+    """The validator is live: a misspelled field and a wrong type are rejected."""
+    deployment = json.loads(json.dumps(kit.deployment(kit.render())))
+    deployment["spec"]["template"]["spec"]["containers"][0]["readinessProbes"] = {}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, "1.29.0", strict=True)
+    service = json.loads(json.dumps(kit.one(kit.render(), "Service")))
+    service["spec"]["ports"][0]["port"] = "http"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(service, "1.35.0", strict=True)
+
+
+def _validate_crds(kit: Any, resources: list[dict[str, Any]]) -> tuple[int, list[dict[str, Any]]]:
+    """Run tests/chart/validate_crds.mjs (CRD-schema validators from npm) on resources."""
+    proc = subprocess.run(
+        ["node", str(Path(__file__).with_name("validate_crds.mjs")), str(kit.crd_modules)],
+        input=json.dumps(resources),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.stderr == "" or proc.returncode in (0, 1), proc.stderr
+    return proc.returncode, [json.loads(line) for line in proc.stdout.splitlines()]
+
+
+def test_crd_resources_match_crd_schemas(kit: Any) -> None:
+    """ServiceMonitor and PrometheusRule validate against the Prometheus Operator CRD schemas."""
+    docs = [
+        d for d in kit.render(("everything-on-values.yaml",)) if (d["apiVersion"], d["kind"]) in CRD_KINDS
+    ]
+    assert {d["kind"] for d in docs} == {"ServiceMonitor", "PrometheusRule"}
+    code, results = _validate_crds(kit, docs)
+    assert code == 0, results
+    assert [r["ok"] for r in results] == [True, True]
+
+
+def test_crd_validator_catches_errors(kit: Any) -> None:
+    """The CRD validator is live: wrong types are rejected."""
+    docs = {d["kind"]: d for d in kit.render(("everything-on-values.yaml",))}
+    monitor = json.loads(json.dumps(docs["ServiceMonitor"]))
+    monitor["spec"]["endpoints"] = "http"
+    rule = json.loads(json.dumps(docs["PrometheusRule"]))
+    rule["spec"]["groups"][0]["rules"][0]["for"] = 300
+    code, results = _validate_crds(kit, [monitor, rule])
+    assert code == 1
+    assert [r["ok"] for r in results] == [False, False]
+
+
+INVALID_VALUES: list[tuple[str, dict[str, Any], str, str]] = [
+    # (id, values, helm3 message fragment, helm4 message fragment)
+    ("replicas-string", {"replicaCount": "two"}, "replicaCount", "/replicaCount"),
+    ("pull-policy", {"image": {"pullPolicy": "Sometimes"}}, "image.pullPolicy", "/image/pullPolicy"),
+    (
+        "writable-root",
+        {"securityContext": {"readOnlyRootFilesystem": False}},
+        "securityContext.readOnlyRootFilesystem",
+        "/securityContext/readOnlyRootFilesystem",
+    ),
+    ("root-user", {"podSecurityContext": {"runAsUser": 0}}, "podSecurityContext.runAsUser", "/runAsUser"),
+    ("bad-port", {"config": {"port": 70000}}, "config.port", "/config/port"),
+    ("log-level", {"config": {"logLevel": "LOUD"}}, "config.logLevel", "/config/logLevel"),
+    ("unknown-key", {"replicas": 3}, "Additional property replicas", "replicas"),
+    ("bad-digest", {"image": {"digest": "latest"}}, "image.digest", "/image/digest"),
+    ("missing-limits", {"resources": {"limits": None}}, "limits", "limits"),
+    (
+        "ingress-path",
+        {
+            "ingress": {
+                "hosts": [{"host": "x.example.com", "paths": [{"path": "predict", "pathType": "Prefix"}]}]
+            }
+        },
+        "path",
+        "/path",
+    ),
+]
+
+
+@pytest.mark.parametrize("helm", HELMS)
+@pytest.mark.parametrize(
+    ("values", "msg3", "msg4"), [pytest.param(v, m3, m4, id=i) for i, v, m3, m4 in INVALID_VALUES]
+)
+def test_schema_rejects_invalid_values(
+    kit: Any, tmp_path: Path, helm: str, values: dict[str, Any], msg3: str, msg4: str
+) -> None:
+    """values.schema.json rejects wrong values and names the offending key."""
+    bad = tmp_path / "bad-values.yaml"
+    bad.write_text(yaml.safe_dump(values))
+    res = kit.template((str(bad),), helm=helm)
+    assert res.returncode != 0, f"accepted invalid values {values}"
+    assert "values don't meet the specifications of the schema" in res.stderr, res.stderr
+    assert (msg3 if helm == "helm3" else msg4) in res.stderr, res.stderr
+
+
+@pytest.mark.parametrize("helm", HELMS)
+def test_grace_period_must_cover_shutdown(kit: Any, helm: str) -> None:
+    """The template fails with a clear message when the grace period is too short."""
+    res = kit.template(
+        sets=(
+            "terminationGracePeriodSeconds=26",
+            "lifecycle.preStopSleepSeconds=5",
+            "config.gracefulTimeout=20",
+        ),
+        helm=helm,
+    )
+    assert res.returncode != 0
+    assert (
+        "terminationGracePeriodSeconds (26) must be greater than lifecycle.preStopSleepSeconds (5) "
+        "+ config.shutdownDelay (1) + config.gracefulTimeout (20) = 26"
+    ) in res.stderr
+    ok = kit.template(sets=("terminationGracePeriodSeconds=27",), helm=helm)
+    assert ok.returncode == 0, ok.stderr
+
+
+@pytest.mark.parametrize("helm", HELMS)
+def test_hpa_min_above_max_fails(kit: Any, helm: str) -> None:
+    """autoscaling.minReplicas > maxReplicas is refused."""
+    res = kit.template(
+        sets=("autoscaling.enabled=true", "autoscaling.minReplicas=5", "autoscaling.maxReplicas=3"), helm=helm
+    )
+    assert res.returncode != 0
+    assert "autoscaling.minReplicas (5) must not exceed autoscaling.maxReplicas (3)" in res.stderr
+
+
+def test_notes_print_ingress_curl_and_port_forward(kit: Any) -> None:
+    """NOTES.txt shows the curl through the ingress and the port-forward alternative."""
+    res = kit.helm(
+        "helm4", "install", "--dry-run=client", kit.release, str(kit.chart), "--namespace", kit.namespace
+    )
+    assert res.returncode == 0, res.stderr
+    notes = res.stdout.split("NOTES:", 1)[1]
+    assert "curl -s -X POST http://localhost/predict" in notes
+    assert '{"review": "This Chatbot is amazing"}' in notes
+    assert f"kubectl -n {kit.namespace} port-forward svc/{kit.fullname} 9696:9696" in notes
+    assert "curl -s -X POST http://localhost:9696/predict" in notes
+    tls = kit.helm(
+        "helm4",
+        "install",
+        "--dry-run=client",
+        kit.release,
+        str(kit.chart),
+        "-f",
+        kit.values_path("everything-on-values.yaml"),
+    )
+    assert tls.returncode == 0, tls.stderr
+    assert "curl -s -X POST https://reviewserve.example.com/predict" in tls.stdout
+    assert "get hpa" in tls.stdout

@@ -1,0 +1,40 @@
+// Validate Prometheus Operator custom resources (ServiceMonitor, PrometheusRule) against the
+// schemas generated from their CRDs (npm @kubernetes-models/prometheus-operator).
+// Usage: node validate_crds.mjs <node_modules dir>  < resources.json   (a JSON array)
+// Prints one JSON line per resource: {"kind", "name", "ok", "error"}; exits 1 if any is invalid.
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import { pathToFileURL } from "node:url";
+
+const modulesDir = process.argv[2];
+if (!modulesDir) {
+  console.error("usage: node validate_crds.mjs <node_modules dir> < resources.json");
+  process.exit(2);
+}
+const base = path.join(modulesDir, "@kubernetes-models", "prometheus-operator", "monitoring.coreos.com", "v1");
+const load = async (kind) => (await import(pathToFileURL(path.join(base, `${kind}.js`)).href))[kind];
+const models = {
+  "monitoring.coreos.com/v1/ServiceMonitor": await load("ServiceMonitor"),
+  "monitoring.coreos.com/v1/PrometheusRule": await load("PrometheusRule"),
+};
+
+const resources = JSON.parse(readFileSync(0, "utf8"));
+let failed = 0;
+for (const res of resources) {
+  const key = `${res.apiVersion}/${res.kind}`;
+  const Model = models[key];
+  const out = { kind: res.kind, name: res?.metadata?.name ?? "", ok: false, error: null };
+  if (!Model) {
+    out.error = `no CRD schema for ${key}`;
+  } else {
+    try {
+      new Model(res).validate();
+      out.ok = true;
+    } catch (err) {
+      out.error = String(err?.message ?? err);
+    }
+  }
+  if (!out.ok) failed += 1;
+  console.log(JSON.stringify(out));
+}
+process.exit(failed ? 1 : 0);

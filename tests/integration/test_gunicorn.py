@@ -1,0 +1,192 @@
+"""The service for real: `reviewserve serve` -> gunicorn with 2+ workers on a free port, over HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.conftest import SEED_REVIEW, Server
+
+pytestmark = pytest.mark.slow
+
+
+def _metric(text: str, metric: str, **labels: str) -> float:
+    """Sum of a metric's samples whose labels include ``labels``."""
+    total = 0.0
+    for line in text.splitlines():
+        if not line.startswith(metric + "{") and not line.startswith(metric + " "):
+            continue
+        sample_labels = dict(re.findall(r'(\w+)="([^"]*)"', line.split(" ")[0]))
+        if all(sample_labels.get(k) == v for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_seed_curl_works(live_server: Server) -> None:
+    curl = shutil.which("curl")
+    if curl is None:
+        pytest.skip("curl not installed")
+    out = subprocess.run(
+        [
+            curl,
+            "-sS",
+            "-X",
+            "POST",
+            f"localhost:{live_server.port}/predict",
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            '{"review": "This Chatbot is amazing"}',
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert json.loads(out.stdout)["prediction"] == "positive"
+
+
+def test_lists_v2_and_errors_over_http(live_server: Server) -> None:
+    url = live_server.url
+    body = requests.post(f"{url}/predict", json={"reviews": ["love it", "hate it"]}, timeout=5).json()
+    assert [p["prediction"] for p in body["predictions"]] == ["positive", "negative"]
+    infer = {"inputs": [{"name": "review", "shape": [1], "datatype": "BYTES", "data": ["superb"]}]}
+    out = requests.post(f"{url}/v2/models/review-sentiment/infer", json=infer, timeout=5).json()
+    assert out["outputs"][0]["data"] == ["positive"]
+    assert (
+        requests.post(f"{url}/predict", data="{", headers={"Content-Type": "application/json"}, timeout=5).status_code
+        == 400
+    )
+    assert requests.post(f"{url}/predict", data="hi", timeout=5).status_code == 415
+    assert requests.post(f"{url}/predict", json={"review": None}, timeout=5).status_code == 422
+    big = requests.post(
+        f"{url}/predict", data=b"x" * 2_000_000, headers={"Content-Type": "application/json"}, timeout=5
+    )
+    assert big.status_code == 413 and big.json()["error"]["code"] == "payload_too_large"
+    assert requests.get(f"{url}/no/such/path", timeout=5).json()["error"]["code"] == "not_found"
+    assert requests.put(f"{url}/predict", timeout=5).status_code == 405
+
+
+def test_json_log_line_per_request(live_server: Server) -> None:
+    requests.post(
+        f"{live_server.url}/predict",
+        json={"reviews": ["a", "b", "c"]},
+        headers={"X-Request-ID": "log-probe-1"},
+        timeout=5,
+    )
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        lines = [json.loads(line) for line in live_server.log().splitlines() if "log-probe-1" in line]
+        if lines:
+            break
+        time.sleep(0.1)
+    [entry] = lines
+    assert entry["method"] == "POST" and entry["path"] == "/predict" and entry["status"] == 200
+    assert entry["reviews"] == 3 and entry["duration_ms"] > 0 and entry["level"] == "INFO"
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_metrics_sum_across_workers(server_factory, workers: int) -> None:
+    server: Server = server_factory(workers=workers)
+    n = 60
+    with ThreadPoolExecutor(8) as pool:
+        statuses = list(
+            pool.map(
+                lambda _: requests.post(f"{server.url}/predict", json=SEED_REVIEW, timeout=10).status_code, range(n)
+            )
+        )
+    assert statuses == [200] * n
+    pids = Counter()
+    for _ in range(20):  # scrape a few times: whichever worker answers, the sums are the same
+        text = requests.get(f"{server.url}/metrics", timeout=5).text
+        count = _metric(text, "flask_http_request_duration_seconds_count", path="/predict")
+        assert count == n, text
+        assert _metric(text, "reviewserve_predictions_total", label="positive") == n
+        assert _metric(text, "reviewserve_model_info", name="review-sentiment", version="1") == 1
+        pids[count] += 1
+    files = {p.name.rsplit("_", 1)[-1] for p in server.metrics_dir.glob("counter_*.db")}
+    assert len(files) >= 2, f"requests were served by one process only: {files}"
+
+
+def test_metrics_dir_is_cleared_at_start(server_factory, tmp_path: Path) -> None:
+    stale_dir = tmp_path / "stale-metrics"
+    stale_dir.mkdir()
+    (stale_dir / "counter_999999.db").write_bytes(b"\0" * 4096)
+    server: Server = server_factory(PROMETHEUS_MULTIPROC_DIR=str(stale_dir))
+    assert not (stale_dir / "counter_999999.db").exists()
+    text = requests.get(f"{server.url}/metrics", timeout=5).text
+    assert _metric(text, "flask_http_request_duration_seconds_count", path="/predict") == 0
+
+
+def test_killed_worker_is_replaced_and_service_keeps_answering(server_factory) -> None:
+    server: Server = server_factory(workers=2)
+    before = server.worker_pids()
+    assert len(before) == 2
+    os.kill(before[0], signal.SIGKILL)
+    failures = 0
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            if requests.post(f"{server.url}/predict", json=SEED_REVIEW, timeout=5).status_code != 200:
+                failures += 1
+        except requests.ConnectionError:
+            failures += 1
+        after = server.worker_pids()
+        if len(after) == 2 and before[0] not in after:
+            break
+        time.sleep(0.05)
+    after = server.worker_pids()
+    assert len(after) == 2 and before[0] not in after and before[1] in after
+    assert failures == 0
+    assert requests.get(f"{server.url}/readyz", timeout=5).status_code == 200
+
+
+def test_sigterm_drains_under_load(server_factory) -> None:
+    """Readiness turns 503 at once; no request sent before the signal fails; the master exits 0."""
+    server: Server = server_factory(workers=2, SHUTDOWN_DELAY="1.5")
+    results: list[tuple[float, int | str]] = []
+    stop = threading.Event()
+
+    def loop() -> None:
+        session = requests.Session()
+        for _ in range(5000):  # bounded
+            if stop.is_set():
+                return
+            sent = time.monotonic()
+            try:
+                status: int | str = session.post(
+                    f"{server.url}/predict", json={"reviews": ["great"] * 32}, timeout=10
+                ).status_code
+            except requests.RequestException as exc:
+                status = type(exc).__name__
+            results.append((sent, status))
+
+    threads = [threading.Thread(target=loop) for _ in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(1.0)
+    signalled = time.monotonic()
+    server.process.send_signal(signal.SIGTERM)
+    time.sleep(0.3)
+    ready = requests.get(f"{server.url}/readyz", timeout=5)
+    assert ready.status_code == 503 and ready.json()["reason"] == "shutting down"
+    assert server.process.wait(timeout=30) == 0, server.log()
+    stop.set()
+    for t in threads:
+        t.join(timeout=15)
+    before = [status for sent, status in results if sent < signalled]
+    assert len(before) > 10
+    assert all(status == 200 for status in before), Counter(before)
+    during_delay = [status for sent, status in results if signalled + 0.1 < sent < signalled + 1.2]
+    assert during_delay and all(status == 200 for status in during_delay), Counter(during_delay)
