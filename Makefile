@@ -9,7 +9,7 @@ ifneq ($(WORKERS),)
 export WORKERS
 endif
 
-.PHONY: help run dev test lint unit install install-dev lock clean tools chart-test kind-up kind-deploy kind-e2e kind-down
+.PHONY: help run dev test lint unit install install-dev lock clean bench tools chart-test kind-up kind-deploy kind-e2e kind-down
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -37,13 +37,16 @@ dev: install ## Local development server with reload (never use in a container)
 	$(BIN)/reviewserve serve --dev
 
 lint: install-dev ## ruff
-	$(BIN)/ruff check service tests
+	$(BIN)/ruff check service tests benchmarks
 
 unit: install-dev ## Fast unit tests only
 	$(BIN)/python -m pytest tests/unit
 
 test: install-dev lint ## Everything: lint, unit, real gunicorn, chart, Docker (starts what it needs)
 	$(BIN)/python -m pytest
+
+bench: install-dev ## Benchmark: in-process latency, batching gain, HTTP throughput, shared memory
+	$(BIN)/python benchmarks/predict_latency.py --out benchmarks/results.json
 
 tools: ## helm 3 + 4, checkov, promtool, CRD validators into .tools/ (the tests do this when needed)
 	bash k8s/scripts/install-tools.sh
