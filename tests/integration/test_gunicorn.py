@@ -107,14 +107,12 @@ def test_metrics_sum_across_workers(server_factory, workers: int) -> None:
             )
         )
     assert statuses == [200] * n
-    pids = Counter()
     for _ in range(20):  # scrape a few times: whichever worker answers, the sums are the same
         text = requests.get(f"{server.url}/metrics", timeout=5).text
         count = _metric(text, "flask_http_request_duration_seconds_count", path="/predict")
         assert count == n, text
         assert _metric(text, "reviewserve_predictions_total", label="positive") == n
         assert _metric(text, "reviewserve_model_info", name="review-sentiment", version="1") == 1
-        pids[count] += 1
     files = {p.name.rsplit("_", 1)[-1] for p in server.metrics_dir.glob("counter_*.db")}
     assert len(files) >= 2, f"requests were served by one process only: {files}"
 
@@ -190,3 +188,18 @@ def test_sigterm_drains_under_load(server_factory) -> None:
     assert all(status == 200 for status in before), Counter(before)
     during_delay = [status for sent, status in results if signalled + 0.1 < sent < signalled + 1.2]
     assert during_delay and all(status == 200 for status in during_delay), Counter(during_delay)
+
+
+def test_tampered_model_under_gunicorn_is_alive_but_never_ready(server_factory, model_copy: Path) -> None:
+    with (model_copy / "model.skops").open("r+b") as handle:
+        handle.seek(64)
+        handle.write(b"evil")
+    server: Server = server_factory(wait=False, MODEL_PATH=str(model_copy))
+    server.wait_ready(path="/healthz")
+    for _ in range(10):
+        ready = requests.get(f"{server.url}/readyz", timeout=5)
+        assert ready.status_code == 503 and "sha256" in ready.json()["reason"]
+        time.sleep(0.2)
+    answer = requests.post(f"{server.url}/predict", json=SEED_REVIEW, timeout=5)
+    assert answer.status_code == 503 and answer.json()["error"]["code"] == "model_not_ready"
+    assert "model refused" in server.log()

@@ -47,7 +47,6 @@ max_requests_jitter = _settings.max_requests_jitter
 accesslog = None  # the app logs one JSON line per request itself
 logconfig_dict = logging_config(_settings.log_level)
 proc_name = "reviewserve"
-forwarded_allow_ips = "*"
 
 
 def on_starting(server: Any) -> None:
