@@ -42,7 +42,7 @@ lint: install-dev ## ruff
 unit: install-dev ## Fast unit tests only
 	$(BIN)/python -m pytest tests/unit
 
-test: install-dev lint ## Everything: lint, unit, real gunicorn, chart, Docker (starts what it needs)
+test: install-dev tools lint ## Everything: lint, unit, real gunicorn, chart, Docker (starts what it needs)
 	$(BIN)/python -m pytest
 
 bench: install-dev ## Benchmark: in-process latency, batching gain, HTTP throughput, shared memory

@@ -73,6 +73,16 @@ class Server:
         out = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True)
         return [int(p) for p in out.stdout.split()]
 
+    def wait_workers(self, count: int, timeout: float = 30) -> list[int]:
+        """Wait until the master has ``count`` worker processes; return their pids."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            pids = self.worker_pids()
+            if len(pids) == count:
+                return pids
+            time.sleep(0.05)
+        raise AssertionError(f"expected {count} workers, have {self.worker_pids()}:\n{self.log()}")
+
     def wait_ready(self, timeout: float = 60, path: str = "/readyz", status: int = 200) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

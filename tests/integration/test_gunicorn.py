@@ -99,6 +99,7 @@ def test_json_log_line_per_request(live_server: Server) -> None:
 @pytest.mark.parametrize("workers", [2, 3])
 def test_metrics_sum_across_workers(server_factory, workers: int) -> None:
     server: Server = server_factory(workers=workers)
+    server.wait_workers(workers)
     n = 60
     with ThreadPoolExecutor(8) as pool:
         statuses = list(
@@ -129,8 +130,7 @@ def test_metrics_dir_is_cleared_at_start(server_factory, tmp_path: Path) -> None
 
 def test_killed_worker_is_replaced_and_service_keeps_answering(server_factory) -> None:
     server: Server = server_factory(workers=2)
-    before = server.worker_pids()
-    assert len(before) == 2
+    before = server.wait_workers(2)
     os.kill(before[0], signal.SIGKILL)
     failures = 0
     deadline = time.monotonic() + 20

@@ -47,6 +47,9 @@ max_requests_jitter = _settings.max_requests_jitter
 accesslog = None  # the app logs one JSON line per request itself
 logconfig_dict = logging_config(_settings.log_level)
 proc_name = "reviewserve"
+# gunicorn >= 25.1 opens a runtime-control socket under $HOME by default: a management interface we do
+# not use (workers are set by WORKERS), one shared path for every instance, and $HOME is read-only in the image.
+control_socket_disable = True
 
 
 def on_starting(server: Any) -> None:

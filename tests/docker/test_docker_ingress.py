@@ -1,0 +1,102 @@
+"""Two replicas behind a real nginx configured from the rendered Ingress: a replica stops, no request is lost.
+
+What Kubernetes does when a pod is deleted is emulated step by step: the Endpoints controller takes
+the pod out of the Service and ingress-nginx drops it from its upstream (here: nginx reloads with the
+other replica only, after a propagation delay shorter than the preStop sleep) while the kubelet runs
+the preStop hook, then sends SIGTERM and waits at most terminationGracePeriodSeconds. Retries
+(`proxy_next_upstream`) cover a request that meets the stopping replica anyway.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from docker_settings import SEED, render_chart
+from dockerpod import LOOPBACK, RequestLoop, find_one, http_request, is_prediction, replicas, translate
+from nginxingress import Nginx, routes
+
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(1800)]
+PREDICT = "/predict"
+
+
+def test_two_replicas_behind_nginx_lose_no_request(
+    image: str, helm: Path, nginx: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`/predict` works through the Ingress; stopping one replica under a request loop loses nothing."""
+    docs = render_chart(helm, **{"ingress.enabled": "true"})
+    deployment = find_one(docs, "Deployment")
+    service = find_one(docs, "Service")
+    ingress = find_one(docs, "Ingress")
+    spec = translate(deployment, docs, pod_name="t-reviewserve-a")
+    assert spec.image == image
+    rules = routes(ingress, service, spec.container_ports)
+    matching = [r for r in rules if r.path_type != "Exact" and PREDICT.startswith(r.path.rstrip("/") + "/")]
+    matching += [r for r in rules if r.path == PREDICT]
+    assert matching, f"no Ingress path routes {PREDICT}: {rules}"
+    container_port = matching[0].container_port
+    # How long the Endpoints update takes to reach the ingress: the preStop hook must cover it.
+    propagation = 1.0
+
+    workdir = tmp_path / "nginx"
+    workdir.mkdir()
+    with replicas(spec, 2) as (stopping, staying):
+        ports = [stopping.host_port(container_port), staying.host_port(container_port)]
+        proxy = Nginx(workdir, ingress, [r for r in rules if r.container_port == container_port], ports)
+        proxy.start()
+        try:
+            headers = {"Host": proxy.host_header}
+            first = [http_request(proxy.port, "POST", PREDICT, json.dumps(SEED).encode(), headers=headers)]
+            first += [
+                http_request(proxy.port, "POST", PREDICT, json.dumps(SEED).encode(), headers=headers) for _ in range(9)
+            ]
+            assert all(is_prediction(r) for r in first), [str(r) for r in first]
+            used = set(proxy.upstreams_used())
+            assert {f"{LOOPBACK}:{p}" for p in ports} <= used, f"both replicas should serve, nginx used {used}"
+
+            loop = RequestLoop(
+                proxy.port, PREDICT, SEED, headers=headers, interval=0.05, max_requests=3000, max_seconds=150
+            )
+            loop.start()
+            time.sleep(2)
+            errors: list[BaseException] = []
+            removed_at: list[float] = []
+
+            def remove_endpoint() -> None:
+                try:
+                    time.sleep(propagation)
+                    proxy.set_upstreams([ports[1]])
+                    removed_at.append(time.monotonic())
+                except BaseException as exc:  # reported by the test below
+                    errors.append(exc)
+
+            remover = threading.Thread(target=remove_endpoint, daemon=True)
+            terminating_at = time.monotonic()
+            result = stopping.stop_like_kubelet(on_terminating=remover.start)
+            remover.join(30)
+            time.sleep(2)  # the loop goes on against the replica that stays
+            sent = loop.stop()
+            logs = stopping.logs()
+        finally:
+            proxy.stop()
+        error_log = proxy.error_log.read_text()
+
+    during = [s for s in sent if s.sent >= terminating_at]
+    failed = [(s.index, s.response.status, s.response.error) for s in sent if not is_prediction(s.response)]
+    with capsys.disabled():
+        print(
+            f"\nnginx on {LOOPBACK}:{proxy.port} -> {ports}; {len(sent)} requests, "
+            f"{len(during)} during/after termination, {len(failed)} failed; "
+            f"replica exit {result.exit_code} after {result.total_seconds:.1f} s"
+        )
+    assert not errors, errors
+    assert removed_at and removed_at[0] < result.signal_at, (
+        f"the preStop hook ({result.pre_stop_seconds:.1f} s) ends before the ingress has dropped the pod "
+        f"({propagation} s): SIGTERM would race the endpoint removal"
+    )
+    assert result.exited_in_time and result.exit_code == 0, f"exit {result.exit_code}\n{logs[-4000:]}"
+    assert len(sent) >= 100 and len(during) >= 50, "the request loop did not run steadily"
+    assert not failed, f"lost requests: {failed[:10]}\nnginx error log:\n{error_log[-4000:]}"
