@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 from pydantic import ValidationError
@@ -31,6 +33,22 @@ SERVE_OPTIONS = {
 }
 
 
+model_option = click.option(
+    "--model",
+    "model_dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Model folder [default: MODEL_PATH].",
+)
+
+
+def data_option(help_text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The repeatable ``--data FILE`` option of train and evaluate."""
+    return click.option(
+        "--data", "data", multiple=True, required=True, type=click.Path(exists=True, path_type=Path), help=help_text
+    )
+
+
 def _settings() -> Settings:
     try:
         return Settings()
@@ -45,14 +63,7 @@ def main() -> None:
 
 
 @main.command()
-@click.option(
-    "--data",
-    "data",
-    multiple=True,
-    required=True,
-    type=click.Path(exists=True, path_type=Path),
-    help="Labelled file: text<TAB>label (.tsv/.txt) or CSV with a header. Repeatable.",
-)
+@data_option("Labelled file: text<TAB>label (.tsv/.txt) or CSV with a header. Repeatable.")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Model folder to write.")
 @click.option("--name", default="review-sentiment", show_default=True, help="Model name for the card.")
 @click.option("--version", "model_version", default="1", show_default=True, help="Model version for the card.")
@@ -96,21 +107,8 @@ def train(
 
 
 @main.command()
-@click.option(
-    "--model",
-    "model_dir",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    default=None,
-    help="Model folder [default: MODEL_PATH].",
-)
-@click.option(
-    "--data",
-    "data",
-    multiple=True,
-    required=True,
-    type=click.Path(exists=True, path_type=Path),
-    help="Labelled held-out file. Repeatable; each is reported separately.",
-)
+@model_option
+@data_option("Labelled held-out file. Repeatable; each is reported separately.")
 @click.option("--min-accuracy", type=float, default=None, help="Exit 1 if any file scores below this.")
 @click.option("--no-plots", is_flag=True, help="Skip the PNG report.")
 def evaluate(model_dir: Path | None, data: tuple[Path, ...], min_accuracy: float | None, no_plots: bool) -> None:
@@ -156,13 +154,7 @@ def serve(dev: bool, **options: object) -> None:
 
 @main.command()
 @click.argument("texts", nargs=-1)
-@click.option(
-    "--model",
-    "model_dir",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    default=None,
-    help="Model folder [default: MODEL_PATH].",
-)
+@model_option
 def predict(texts: tuple[str, ...], model_dir: Path | None) -> None:
     """Score TEXTS (or one text per line of stdin); print one JSON object per text."""
     from reviewserve.model import InvalidText, ModelLoadError, Predictor
