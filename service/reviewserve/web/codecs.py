@@ -42,10 +42,10 @@ def _pydantic_422(exc: ValidationError) -> APIError:
     return APIError(422, "validation_error", message, details=problems)
 
 
-def check_texts(predictor: Predictor, texts: list[str]) -> None:
-    """Validate texts with the predictor's rules: too long -> 413, empty -> 422."""
+def score(predictor: Predictor, texts: list[str]) -> list[Prediction]:
+    """Run the predictor; its text rules answer as API errors: too long -> 413, empty -> 422."""
     try:
-        predictor.validate(texts)
+        return predictor.predict(texts)
     except TextTooLong as exc:
         raise APIError(413, exc.code, str(exc)) from None
     except InvalidText as exc:

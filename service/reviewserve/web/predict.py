@@ -18,7 +18,6 @@ def predict() -> Response:
     texts, single = codecs.decode_seed(body, current.settings.max_reviews)
     g.reviews = len(texts)
     predictor = current.require_predictor()
-    codecs.check_texts(predictor, texts)
-    predictions = predictor.predict(texts)
+    predictions = codecs.score(predictor, texts)
     current.metrics.observe(predictions)
     return jsonify(codecs.encode_seed(predictions, single, predictor))

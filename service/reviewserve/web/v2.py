@@ -86,7 +86,6 @@ def infer(name: str, version: str | None = None) -> Response:
     predictor = _model(name, version)
     texts = infer_request.inputs[0].data
     g.reviews = len(texts)
-    codecs.check_texts(predictor, texts)
-    predictions = predictor.predict(texts)
+    predictions = codecs.score(predictor, texts)
     current.metrics.observe(predictions)
     return jsonify(codecs.encode_v2(infer_request, predictions, predictor))
