@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
-SCRIPTS = sorted((REPO / "k8s" / "scripts").glob("*.sh"))
+SCRIPTS = [*sorted((REPO / "k8s" / "scripts").glob("*.sh")), *sorted((REPO / ".ci").iterdir())]
 
 _STR = {"type": "string"}
 _TEMPLATED_MAP = {"type": "object", "additionalProperties": _STR}
@@ -220,7 +220,7 @@ def test_kind_values_render(kit: Any) -> None:
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
 def test_scripts_shellcheck_clean(script: Path) -> None:
-    """Every k8s script uses strict mode and is shellcheck clean."""
+    """Every k8s and CI script uses strict mode and is shellcheck clean."""
     text = script.read_text()
     assert text.startswith("#!/usr/bin/env bash\n")
     if script.name != "lib.sh":
