@@ -30,6 +30,10 @@ SERVE_OPTIONS = {
     "timeout": "TIMEOUT",
     "graceful_timeout": "GRACEFUL_TIMEOUT",
     "shutdown_delay": "SHUTDOWN_DELAY",
+    "keepalive": "KEEPALIVE",
+    "max_requests": "MAX_REQUESTS",
+    "max_requests_jitter": "MAX_REQUESTS_JITTER",
+    "metrics_dir": "PROMETHEUS_MULTIPROC_DIR",
 }
 
 
@@ -136,6 +140,10 @@ def evaluate(model_dir: Path | None, data: tuple[Path, ...], min_accuracy: float
 @click.option("--timeout", type=int, help="Worker timeout, s [env TIMEOUT].")
 @click.option("--graceful-timeout", type=int, help="Drain time on SIGTERM, s [env GRACEFUL_TIMEOUT].")
 @click.option("--shutdown-delay", type=float, help="Not-ready time before draining, s [env SHUTDOWN_DELAY].")
+@click.option("--keepalive", type=int, help="Idle keep-alive, s [env KEEPALIVE].")
+@click.option("--max-requests", type=int, help="Recycle a worker after N requests [env MAX_REQUESTS].")
+@click.option("--max-requests-jitter", type=int, help="Random spread on --max-requests [env MAX_REQUESTS_JITTER].")
+@click.option("--metrics-dir", type=click.Path(path_type=Path), help="Metrics folder [env PROMETHEUS_MULTIPROC_DIR].")
 @click.option("--dev", is_flag=True, help="Local development only: Flask's reloading debug server, 127.0.0.1.")
 def serve(dev: bool, **options: object) -> None:
     """Serve the model over HTTP with gunicorn (replaces this process, so signals reach gunicorn)."""

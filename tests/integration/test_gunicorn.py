@@ -8,6 +8,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -203,3 +204,41 @@ def test_tampered_model_under_gunicorn_is_alive_but_never_ready(server_factory, 
     answer = requests.post(f"{server.url}/predict", json=SEED_REVIEW, timeout=5)
     assert answer.status_code == 503 and answer.json()["error"]["code"] == "model_not_ready"
     assert "model refused" in server.log()
+
+
+def test_cli_flags_reach_gunicorn_and_the_workers(tmp_path: Path) -> None:
+    from tests.conftest import MODEL_DIR, free_port
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("PORT", "WORKERS", "MAX_REVIEWS")}
+    log = (tmp_path / "cli.log").open("wb")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "reviewserve.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--max-reviews",
+            "2",
+            "--model-path",
+            str(MODEL_DIR),
+            "--metrics-dir",
+            str(tmp_path / "m"),
+        ],
+        env=env,
+        stdout=log,
+        stderr=log,
+    )
+    server = Server(process, port, tmp_path / "cli.log", tmp_path / "m")
+    try:
+        server.wait_ready()
+        assert len(server.worker_pids()) == 1
+        over = requests.post(f"{server.url}/predict", json={"reviews": ["a", "b", "c"]}, timeout=5)
+        assert over.status_code == 422 and "limit is 2" in over.json()["error"]["message"]
+        assert (tmp_path / "m").is_dir() and any((tmp_path / "m").iterdir())
+    finally:
+        assert server.stop() == 0
