@@ -69,7 +69,9 @@ def test_lists_v2_and_errors_over_http(live_server: Server) -> None:
         requests.post(f"{url}/predict", data="{", headers={"Content-Type": "application/json"}, timeout=5).status_code
         == 400
     )
-    assert requests.post(f"{url}/predict", data="hi", timeout=5).status_code == 415
+    assert (
+        requests.post(f"{url}/predict", data="hi", headers={"Content-Type": "text/plain"}, timeout=5).status_code == 415
+    )
     assert requests.post(f"{url}/predict", json={"review": None}, timeout=5).status_code == 422
     big = requests.post(
         f"{url}/predict", data=b"x" * 2_000_000, headers={"Content-Type": "application/json"}, timeout=5

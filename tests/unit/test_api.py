@@ -30,6 +30,27 @@ def _error(response, status: int, code: str) -> dict:
     return error
 
 
+def _v2_error(response, status: int, code: str) -> dict:
+    """Under /v2 errors keep the Open Inference Protocol shape: ``error`` is the message string."""
+    assert response.status_code == status, response.get_data(as_text=True)
+    body = response.get_json()
+    assert isinstance(body["error"], str) and body["error"]
+    assert body["code"] == code and body["request_id"]
+    return body
+
+
+def test_missing_content_type_is_read_as_json(client: FlaskClient) -> None:
+    response = client.post("/predict", data=json.dumps(SEED))
+    assert response.status_code == 200 and response.get_json()["prediction"] == "positive"
+
+
+def test_v2_binary_extension_is_refused_clearly(client: FlaskClient) -> None:
+    response = client.post(
+        INFER, data=b"{}", headers={"Inference-Header-Content-Length": "2", "Content-Type": "application/json"}
+    )
+    assert "binary" in _v2_error(response, 415, "unsupported_media_type")["error"]
+
+
 def test_seed_contract(client: FlaskClient) -> None:
     response = client.post("/predict", json=SEED)
     assert response.status_code == 200
@@ -59,7 +80,7 @@ def test_list_answers_in_order(client: FlaskClient) -> None:
             "unsupported_media_type",
             "application/json",
         ),
-        ({"data": json.dumps(SEED)}, 415, "unsupported_media_type", "none"),
+        ({"data": json.dumps(SEED), "content_type": "text/plain"}, 415, "unsupported_media_type", "text/plain"),
         ({"json": {}}, 422, "validation_error", "review: Field required"),
         ({"json": {"text": "hi"}}, 422, "validation_error", "review: Field required"),
         ({"json": {"review": 5}}, 422, "validation_error", "review: Input should be a valid string"),
@@ -176,7 +197,7 @@ def test_v2_inference_and_metadata(client: FlaskClient) -> None:
     ],
 )
 def test_v2_errors(client: FlaskClient, path: str, body: dict, status: int, code: str) -> None:
-    _error(client.post(path, json=body), status, code)
+    _v2_error(client.post(path, json=body), status, code)
 
 
 def test_tampered_model_keeps_server_alive_but_never_ready(model_copy: Path) -> None:
@@ -190,6 +211,12 @@ def test_tampered_model_keeps_server_alive_but_never_ready(model_copy: Path) -> 
     error = _error(client.post("/predict", json=SEED), 503, "model_not_ready")
     assert "sha256" in error["message"]
     assert client.get("/v2/health/ready").status_code == 503
+    assert client.get("/v2/models/review-sentiment/ready").status_code == 503
+    _v2_error(
+        client.post(INFER, json={"inputs": [{"name": "r", "shape": [1], "datatype": "BYTES", "data": ["x"]}]}),
+        503,
+        "model_not_ready",
+    )
 
 
 def test_metrics_count_requests_and_predictions(client: FlaskClient) -> None:

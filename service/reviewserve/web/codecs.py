@@ -18,12 +18,17 @@ from reviewserve.web.errors import APIError
 
 
 def read_json(request: Request) -> Any:
-    """The request body as JSON: 415 unless the content type is JSON, 400 if it does not parse."""
-    if not request.is_json:
+    """The request body as JSON: 415 for a non-JSON content type, 400 if it does not parse."""
+    # No Content-Type is read as JSON (V2 clients such as tritonclient send none); a non-JSON one is refused.
+    if request.mimetype and not request.is_json:
+        raise APIError(
+            415, "unsupported_media_type", f"Content-Type must be application/json, got {request.mimetype!r}"
+        )
+    if "Inference-Header-Content-Length" in request.headers:
         raise APIError(
             415,
             "unsupported_media_type",
-            f"Content-Type must be application/json, got {request.mimetype or 'none'!r}",
+            "the V2 binary tensor data extension is not supported: send tensors as JSON (binary_data=False)",
         )
     raw = request.get_data(cache=True)  # bounded by MAX_CONTENT_LENGTH -> 413
     try:

@@ -1,11 +1,16 @@
-"""JSON errors for every failure: ``{"error": {"code": ..., "message": ...}}`` with the right status."""
+"""JSON errors for every failure, with the right status.
+
+``{"error": {"code": ..., "message": ..., "request_id": ...}}`` everywhere except under ``/v2``, where the
+Open Inference Protocol's own shape ``{"error": "<message>"}`` is kept (its clients read ``error`` as a
+string) and ``code`` / ``request_id`` ride alongside.
+"""
 
 from __future__ import annotations
 
 import logging
 from typing import Any
 
-from flask import Flask, Response, g, jsonify
+from flask import Flask, Response, g, has_request_context, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -30,15 +35,21 @@ class APIError(Exception):
         self.details = details
 
 
+V2_PREFIX = "/v2"
+
+
 def error_response(status: int, code: str, message: str, details: Any = None) -> Response:
-    """Build the JSON error response."""
+    """Build the JSON error response (V2 shape under ``/v2``)."""
     body: dict[str, Any] = {"code": code, "message": message}
     if details is not None:
         body["details"] = details
     request_id = getattr(g, "request_id", None)
     if request_id:
         body["request_id"] = request_id
-    response = jsonify({"error": body})
+    if has_request_context() and (request.path == V2_PREFIX or request.path.startswith(V2_PREFIX + "/")):
+        response = jsonify({"error": body.pop("message"), **body})
+    else:
+        response = jsonify({"error": body})
     response.status_code = status
     return response
 

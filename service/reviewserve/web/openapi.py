@@ -28,10 +28,10 @@ def _json(schema_ref: str) -> dict[str, Any]:
     return {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema_ref}"}}}
 
 
-def _error(description: str) -> dict[str, Any]:
+def _error(description: str, schema_ref: str = "Error") -> dict[str, Any]:
     return {
         "description": description,
-        "content": _json("Error"),
+        "content": _json(schema_ref),
         "headers": {"X-Request-ID": {"$ref": "#/components/headers/RequestId"}},
     }
 
@@ -144,6 +144,16 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             "Status": {"type": "object", "required": ["status"], "properties": {"status": {"type": "string"}}},
             "Live": {"type": "object", "required": ["live"], "properties": {"live": {"type": "boolean"}}},
             "Ready": {"type": "object", "required": ["ready"], "properties": {"ready": {"type": "boolean"}}},
+            "V2Error": {
+                "type": "object",
+                "required": ["error"],
+                "properties": {
+                    "error": {"type": "string", "description": "Open Inference Protocol error message."},
+                    "code": {"type": "string"},
+                    "request_id": {"type": "string"},
+                    "details": {},
+                },
+            },
             "Error": {
                 "type": "object",
                 "required": ["error"],
@@ -164,14 +174,17 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
     )
     name_param = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
     version_param = {"name": "version", "in": "path", "required": True, "schema": {"type": "string"}}
-    body_errors = {
-        "400": _error("The body is not valid JSON."),
-        "413": _error("The body or a review is over the configured limit."),
-        "415": _error("The Content-Type is not application/json."),
-        "422": _error("Wrong shape or type: missing field, wrong type, empty text, too many reviews."),
-        "503": _error("The model is not loaded."),
-    }
-    not_found = {"404": _error("No such model (name or version).")}
+
+    def body_errors(schema_ref: str) -> dict[str, Any]:
+        return {
+            "400": _error("The body is not valid JSON.", schema_ref),
+            "413": _error("The body or a review is over the configured limit.", schema_ref),
+            "415": _error("The Content-Type is not JSON, or the V2 binary extension was used.", schema_ref),
+            "422": _error("Wrong shape or type: missing field, wrong type, empty text, too many reviews.", schema_ref),
+            "503": _error("The model is not loaded.", schema_ref),
+        }
+
+    not_found = {"404": _error("No such model (name or version).", "V2Error")}
 
     def infer_op(summary: str, params: list[dict[str, Any]]) -> dict[str, Any]:
         return {
@@ -179,7 +192,11 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                 "summary": summary,
                 "parameters": params,
                 "requestBody": {"required": True, "content": _json("InferRequest")},
-                "responses": {"200": _ok("Outputs in input order.", "InferResponse"), **body_errors, **not_found},
+                "responses": {
+                    "200": _ok("Outputs in input order.", "InferResponse"),
+                    **body_errors("V2Error"),
+                    **not_found,
+                },
             }
         }
 
@@ -188,7 +205,11 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             "get": {
                 "summary": "Model metadata",
                 "parameters": params,
-                "responses": {"200": _ok("Model metadata.", "ModelMetadata"), "503": body_errors["503"], **not_found},
+                "responses": {
+                    "200": _ok("Model metadata.", "ModelMetadata"),
+                    "503": _error("The model is not loaded.", "V2Error"),
+                    **not_found,
+                },
             }
         }
 
@@ -217,7 +238,10 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                 "post": {
                     "summary": "Score one review or a list of reviews",
                     "requestBody": {"required": True, "content": _json("PredictRequest")},
-                    "responses": {"200": _ok("Prediction(s), in request order.", "PredictResponse"), **body_errors},
+                    "responses": {
+                        "200": _ok("Prediction(s), in request order.", "PredictResponse"),
+                        **body_errors("Error"),
+                    },
                 }
             },
             "/healthz": {"get": {"summary": "Liveness", "responses": {"200": _ok("The process serves.", "Status")}}},

@@ -71,9 +71,12 @@ def model_metadata(name: str, version: str | None = None) -> Response:
 @bp.get("/models/<name>/ready")
 @bp.get("/models/<name>/versions/<version>/ready")
 def model_ready(name: str, version: str | None = None) -> tuple[Response, int]:
-    """Model readiness."""
-    _model(name, version)
-    return _ready_body(state().not_ready_reason() is None, name=name)
+    """Model readiness (404 for a model this server does not serve)."""
+    current = state()
+    if current.predictor is not None:
+        _model(name, version)
+    reason = current.not_ready_reason()
+    return _ready_body(reason is None, name=name, **({"reason": reason} if reason else {}))
 
 
 @bp.post("/models/<name>/infer")
