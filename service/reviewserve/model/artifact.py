@@ -8,7 +8,6 @@ with skops, which refuses any type outside :data:`TRUSTED_TYPES` instead of exec
 from __future__ import annotations
 
 import hashlib
-import json
 import zipfile
 from datetime import datetime
 from pathlib import Path
@@ -171,8 +170,3 @@ def save(
     )
     write_card(model_dir, card)
     return card
-
-
-def card_dict(card: Card) -> dict[str, Any]:
-    """The card as JSON-ready data."""
-    return json.loads(card.model_dump_json())
