@@ -36,6 +36,8 @@ def test_tampered_file_is_refused_before_loading(model_copy: Path, monkeypatch: 
         handle.write(b"\0")
     loads: list[object] = []
     monkeypatch.setattr(sio, "load", lambda *a, **k: loads.append(a))
+    monkeypatch.setattr(sio, "loads", lambda *a, **k: loads.append(a))
+    monkeypatch.setattr(sio, "get_untrusted_types", lambda *a, **k: loads.append(a))
     with pytest.raises(ModelLoadError, match=r"sha256 .* but its card says"):
         load_verified(model_copy)
     assert loads == [], "the file must not be deserialised when its hash does not match"
@@ -64,4 +66,10 @@ def test_types_outside_the_allow_list_are_refused_even_with_a_matching_hash(mode
     sio.dump(evil, model_copy / "model.skops", compression=zipfile.ZIP_DEFLATED)
     _edit_card(model_copy, model_sha256=sha256_file(model_copy / "model.skops"))
     with pytest.raises(ModelLoadError, match=r"outside the allow-list: .*system"):
+        load_verified(model_copy)
+
+
+def test_missing_model_file_is_a_clear_refusal(model_copy: Path) -> None:
+    (model_copy / "model.skops").unlink()
+    with pytest.raises(ModelLoadError, match="cannot be read"):
         load_verified(model_copy)

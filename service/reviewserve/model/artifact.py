@@ -100,15 +100,12 @@ def write_card(model_dir: Path, card: Card) -> None:
     (model_dir / CARD_FILE).write_text(card.model_dump_json(indent=2) + "\n")
 
 
-def verify(model_dir: Path, card: Card) -> Path:
-    """Check the model file against the card (sha256, scikit-learn version); return its path."""
-    model_path = model_dir / card.model_file
-    if not model_path.is_file():
-        raise ModelLoadError(f"model file {model_path} named by the card does not exist")
-    actual = sha256_file(model_path)
+def verify(card: Card, data: bytes, source: Path) -> None:
+    """Check model bytes against their card (sha256, scikit-learn version)."""
+    actual = hashlib.sha256(data).hexdigest()
     if actual != card.model_sha256:
         raise ModelLoadError(
-            f"model file {model_path} has sha256 {actual} but its card says {card.model_sha256}: "
+            f"model file {source} has sha256 {actual} but its card says {card.model_sha256}: "
             "refusing to load a file that is not the one the card describes"
         )
     if card.sklearn_version != sklearn.__version__:
@@ -116,19 +113,27 @@ def verify(model_dir: Path, card: Card) -> Path:
             f"model {card.name}:{card.version} was saved with scikit-learn {card.sklearn_version}; "
             f"this environment has {sklearn.__version__}. Install the card's version or retrain."
         )
-    return model_path
 
 
 def load_verified(model_dir: Path) -> tuple[Any, Card]:
-    """Read the card, verify the file, then deserialise it with skops' type allow-list."""
+    """Read the card, verify the file, then deserialise it with skops' type allow-list.
+
+    The file is read once: the bytes that were hashed are the bytes that are deserialised, so a file
+    swapped between the check and the load cannot slip through.
+    """
     model_dir = Path(model_dir)
     card = read_card(model_dir)
-    model_path = verify(model_dir, card)
-    untrusted = [t for t in sio.get_untrusted_types(file=model_path) if t not in TRUSTED_TYPES]
+    model_path = model_dir / card.model_file
+    try:
+        data = model_path.read_bytes()
+    except OSError as exc:
+        raise ModelLoadError(f"model file {model_path} named by the card cannot be read: {exc}") from exc
+    verify(card, data, model_path)
+    untrusted = [t for t in sio.get_untrusted_types(data=data) if t not in TRUSTED_TYPES]
     if untrusted:
         raise ModelLoadError(f"model file {model_path} contains types outside the allow-list: {untrusted}")
     try:
-        estimator = sio.load(model_path, trusted=list(TRUSTED_TYPES))
+        estimator = sio.loads(data, trusted=list(TRUSTED_TYPES))
     except Exception as exc:  # skops raises several types for malformed files
         raise ModelLoadError(f"model file {model_path} could not be read: {exc}") from exc
     return estimator, card
