@@ -213,9 +213,10 @@ class Nginx:
         self.upstream_ports = list(ports)
         self._write()
         assert self.proc is not None
-        self.proc.send_signal(signal.SIGHUP)
         # Wait for the new worker: nginx logs "start worker process" for each one it starts.
+        # Count before signalling, or a fast reload is counted as "before" and never seen.
         before = self.error_log.read_text().count("start worker process")
+        self.proc.send_signal(signal.SIGHUP)
         deadline = time.monotonic() + 10
         while self.error_log.read_text().count("start worker process") <= before:
             if time.monotonic() > deadline:
