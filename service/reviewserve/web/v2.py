@@ -9,10 +9,10 @@ from flask import Blueprint, Response, g, jsonify, request
 import reviewserve
 from reviewserve.model import Predictor
 from reviewserve.web import codecs
-from reviewserve.web.errors import APIError
+from reviewserve.web.errors import V2_PREFIX, APIError
 from reviewserve.web.state import state
 
-bp = Blueprint("v2", __name__, url_prefix="/v2")
+bp = Blueprint("v2", __name__, url_prefix=V2_PREFIX)
 
 
 def _model(name: str, version: str | None = None) -> Predictor:
