@@ -81,8 +81,8 @@ class LinearTextScorer:
         self._blocks = blocks
         self._intercept = intercept
 
-    def positive_probability(self, text: str) -> float:
-        """``predict_proba([text])[0, 1]`` of the pipeline this scorer was built from."""
+    def probability_class1(self, text: str) -> float:
+        """``predict_proba([text])[0, 1]`` (the second of ``classes_``) of the pipeline this scorer was built from."""
         decision = self._intercept + sum(block.score_one(text) for block in self._blocks)
         # scipy.special.expit for one float, in its numerically stable form.
         if decision >= 0:
@@ -92,13 +92,10 @@ class LinearTextScorer:
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         """Rows of ``[P(class 0), P(class 1)]`` in the pipeline's ``classes_`` order."""
-        if len(texts) == 1:
-            positive = np.array([self.positive_probability(texts[0])])
-        else:
-            decision = np.full(len(texts), self._intercept)
-            for block in self._blocks:
-                block.score_many(texts, decision)
-            positive = expit(decision)
+        decision = np.full(len(texts), self._intercept)
+        for block in self._blocks:
+            block.score_many(texts, decision)
+        positive = expit(decision)
         return np.column_stack([1.0 - positive, positive])
 
 

@@ -79,8 +79,14 @@ class Predictor:
         valid = self.validate(texts)
         if not valid:
             return []
+        if self.scorer is not None and len(valid) == 1:
+            # The common single-review request: plain floats, no array set-up.
+            second = self.scorer.probability_class1(valid[0])
+            rows = [[1.0 - second, second]]
+        else:
+            rows = self.predict_proba(valid).tolist()
         results = []
-        for row in self.predict_proba(valid).tolist():
+        for row in rows:
             best = max(range(len(row)), key=row.__getitem__)  # the first highest, as numpy's argmax
             results.append(
                 Prediction(

@@ -30,13 +30,20 @@ def read_json(request: Request) -> Any:
             "unsupported_media_type",
             "the V2 binary tensor data extension is not supported: send tensors as JSON (binary_data=False)",
         )
-    raw = request.get_data(cache=True)  # bounded by MAX_CONTENT_LENGTH -> 413
+    try:
+        raw = request.get_data(cache=True)  # bounded by MAX_CONTENT_LENGTH -> 413
+    except TimeoutError:
+        # No byte of the body for KEEPALIVE seconds (the worker's socket timeout): the client stalled.
+        raise APIError(408, "request_timeout", "the request body stopped arriving") from None
     try:
         return json.loads(raw.decode("utf-8"))  # RFC 8259: JSON on the wire is UTF-8
     except UnicodeDecodeError as exc:
         raise APIError(400, "invalid_json", f"request body is not UTF-8: {exc}") from None
     except json.JSONDecodeError as exc:
         raise APIError(400, "invalid_json", f"request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        # json refuses nesting deeper than the interpreter's recursion limit (about 1,000 levels).
+        raise APIError(400, "invalid_json", "request body is nested too deeply") from None
 
 
 def _pydantic_422(exc: ValidationError) -> APIError:

@@ -35,7 +35,9 @@ _clear_metrics_dir()
 
 bind = f"{_settings.host}:{_settings.port}"
 workers = _settings.workers
-worker_class = "gthread"
+# gevent: reviewserve's own gevent worker (slow clients wait in the event loop; see web/worker.py).
+worker_class = "reviewserve.web.worker.ReviewserveWorker" if _settings.worker_class == "gevent" else "gthread"
+worker_connections = _settings.worker_connections
 threads = _settings.threads
 preload_app = True  # load and verify the model once, before fork; workers share its pages
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None

@@ -1,0 +1,139 @@
+"""The gunicorn worker: gunicorn's gevent worker, tuned for a CPU-bound model behind keep-alive clients.
+
+Why gevent: a connection costs a greenlet, not a thread, so slow clients (headers or bodies trickled in,
+idle keep-alive) wait in the event loop without blocking anyone; the CPU-bound prediction runs one
+request at a time per worker, which is all a core can do anyway. What this class adds to
+:class:`gunicorn.workers.ggevent.GeventWorker`, each measured by ``make bench`` / ``make bench-slow``:
+
+- **Turns.** A gevent socket read that finds the next request already waiting does not yield, so one busy
+  keep-alive connection could be served again and again while the others wait: yield after each request.
+- **Stall limit.** A connection that sends nothing for ``KEEPALIVE`` seconds is closed, idle or in the middle
+  of a request (socket timeout); request headers must arrive within ``KEEPALIVE`` seconds (gunicorn's).
+- **Re-homing.** A kept-alive connection is closed after ``KEEPALIVE_REQUESTS`` requests
+  (``Connection: close``), so connections keep spreading over the workers: after a worker is recycled its
+  clients do not stay piled on the surviving worker while the new one idles.
+- **Quick exit.** A stopping worker (recycled after ``MAX_REQUESTS``, or SIGTERM) stops accepting at once,
+  closes each busy connection after its current response, gives idle kept-alive connections
+  a moment (0.5 s when recycled, gunicorn's 2 s on SIGTERM; a request arriving meanwhile is answered with
+  ``Connection: close``),
+  then closes them and exits, instead of polling once a second and waiting out ``GRACEFUL_TIMEOUT``.
+"""
+
+from __future__ import annotations
+
+import select
+import time
+from functools import partial
+from typing import Any
+
+import gevent
+from gevent.pool import Pool
+from gevent.server import StreamServer
+from gunicorn.workers.base_async import AsyncWorker
+from gunicorn.workers.ggevent import GeventWorker
+from gunicorn.workers.gthread import STOP_KEEPALIVE_LINGER
+
+from reviewserve.settings import get_settings
+
+POLL_SECONDS = 0.05  # how soon a stopping worker notices that it should stop, and that it is done
+# Idle kept-alive connections of a recycled worker get this long for a request already on its way; the
+# replacement worker is forked only once this one has exited, so the wait is kept short.
+RECYCLE_LINGER_SECONDS = 0.5
+
+
+class _KeepaliveWait(gevent.Timeout):
+    """gunicorn's wait for the next request on a connection, registered so a stopping worker can end it."""
+
+    def __init__(self, waiting: dict[Any, _KeepaliveWait], seconds: float) -> None:
+        super().__init__(seconds, False)  # False: on expiry the with-block ends quietly, no request
+        self._waiting = waiting
+
+    def __enter__(self) -> _KeepaliveWait:
+        self._waiting[gevent.getcurrent()] = self
+        return super().__enter__()
+
+    def __exit__(self, typ: Any, value: Any, tb: Any) -> bool | None:
+        self._waiting.pop(gevent.getcurrent(), None)
+        return super().__exit__(typ, value, tb)
+
+
+class ReviewserveWorker(GeventWorker):
+    """gunicorn's gevent worker with turns, a stall limit, connection re-homing and a quick exit."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.keepalive_requests = get_settings().keepalive_requests or None
+        self._waiting: dict[Any, _KeepaliveWait] = {}  # greenlet -> its wait for a next request
+        self._clients: dict[Any, Any] = {}  # greenlet -> its client socket
+
+    def timeout_ctx(self) -> _KeepaliveWait:
+        """gunicorn's keep-alive wait (it also bounds reading the request headers), made interruptible."""
+        return _KeepaliveWait(self._waiting, self.cfg.keepalive)
+
+    def handle(self, listener: Any, client: Any, addr: Any) -> None:
+        """Serve one connection; no byte for ``KEEPALIVE`` (+1) seconds closes it."""
+        # +1: while waiting for headers gunicorn's own keep-alive timeout fires first and ends quietly.
+        client.settimeout(self.cfg.keepalive + 1 if self.cfg.keepalive else None)
+        current = gevent.getcurrent()
+        self._clients[current] = client
+        try:
+            AsyncWorker.handle(self, listener, client, addr)  # GeventWorker.handle only made it blocking
+        finally:
+            self._clients.pop(current, None)
+
+    def handle_request(self, listener_name: Any, req: Any, sock: Any, addr: Any) -> Any:
+        """Serve one request (closing the connection after its quota), then let the others take a turn."""
+        if self.keepalive_requests and req.req_number >= self.keepalive_requests:
+            req.must_close = True  # -> "Connection: close" on this response
+        try:
+            return super().handle_request(listener_name, req, sock, addr)
+        finally:
+            gevent.sleep(0)
+
+    def run(self) -> None:
+        """Accept and serve until told to stop, then drain quickly (see the module docstring)."""
+        servers = []
+        for sock in self.sockets:
+            sock.setblocking(1)
+            pool = Pool(self.worker_connections)
+            server = StreamServer(sock, handle=partial(self.handle, sock), spawn=pool)
+            if self.cfg.workers > 1:
+                server.max_accept = 1  # take one connection per wake-up: leave the rest to idle workers
+            server.start()
+            servers.append(server)
+
+        last_notify = 0.0
+        while self.alive:
+            now = time.monotonic()
+            if now - last_notify >= 1.0:
+                self.notify()
+                last_notify = now
+            gevent.sleep(POLL_SECONDS)
+
+        for server in servers:
+            server.close()  # stop accepting; busy connections close after their response (not alive)
+        started = time.monotonic()
+        recycled = self.nr >= self.max_requests
+        linger = RECYCLE_LINGER_SECONDS if recycled else STOP_KEEPALIVE_LINGER
+        linger_until = started + min(linger, self.cfg.graceful_timeout)
+        while time.monotonic() - started <= self.cfg.graceful_timeout:
+            if all(server.pool.free_count() == server.pool.size for server in servers):
+                return
+            if time.monotonic() >= linger_until:
+                self._end_idle_waits()
+            self.notify()
+            gevent.sleep(POLL_SECONDS)
+        self.log.warning("Worker graceful timeout (pid:%s)", self.pid)
+        for server in servers:
+            server.stop(timeout=1)
+
+    def _end_idle_waits(self) -> None:
+        """End the keep-alive wait of every connection that has sent nothing (a request in flight is kept)."""
+        for greenlet, wait in list(self._waiting.items()):
+            client = self._clients.get(greenlet)
+            try:
+                readable = client is not None and bool(select.select([client], [], [], 0)[0])
+            except (OSError, ValueError):
+                readable = False
+            if not readable:
+                greenlet.kill(exception=wait, block=False)
