@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from flask import Request
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
+from werkzeug.exceptions import ClientDisconnected
 
 from reviewserve.model import InvalidText, Prediction, Predictor, TextTooLong
 from reviewserve.web.errors import APIError
@@ -32,9 +33,11 @@ def read_json(request: Request) -> Any:
         )
     try:
         raw = request.get_data(cache=True)  # bounded by MAX_CONTENT_LENGTH -> 413
-    except TimeoutError:
-        # No byte of the body for KEEPALIVE seconds (the worker's socket timeout): the client stalled.
-        raise APIError(408, "request_timeout", "the request body stopped arriving") from None
+    except ClientDisconnected:
+        # Fewer bytes than Content-Length: the client closed, or sent nothing for KEEPALIVE seconds.
+        raise APIError(
+            400, "incomplete_body", "the request body ended or stalled before Content-Length bytes arrived"
+        ) from None
     try:
         return json.loads(raw.decode("utf-8"))  # RFC 8259: JSON on the wire is UTF-8
     except UnicodeDecodeError as exc:

@@ -21,7 +21,10 @@ request at a time per worker, which is all a core can do anyway. What this class
 
 from __future__ import annotations
 
+import logging
+import os
 import select
+import sys
 import time
 from functools import partial
 from typing import Any
@@ -112,6 +115,17 @@ class ReviewserveWorker(GeventWorker):
 
         for server in servers:
             server.close()  # stop accepting; busy connections close after their response (not alive)
+        self._drain(servers)
+        # Exit here rather than through interpreter teardown, where gevent's patched threading module is
+        # already gone and logging's weakref callbacks print "Exception ignored" tracebacks at every recycle.
+        self.log.info("Worker exiting (pid: %s)", self.pid)
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+
+    def _drain(self, servers: list[StreamServer]) -> None:
+        """Wait for the in-flight requests; end idle keep-alive waits after a short linger."""
         started = time.monotonic()
         recycled = self.nr >= self.max_requests
         linger = RECYCLE_LINGER_SECONDS if recycled else STOP_KEEPALIVE_LINGER
