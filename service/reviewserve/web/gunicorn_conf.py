@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from gunicorn.glogging import Logger
+
 from reviewserve.logs import logging_config
 from reviewserve.settings import get_settings
 
@@ -46,7 +48,20 @@ graceful_timeout = _settings.graceful_timeout
 keepalive = _settings.keepalive
 max_requests = _settings.max_requests
 max_requests_jitter = _settings.max_requests_jitter
-accesslog = None  # the app logs one JSON line per request itself
+
+
+class AppOwnsAccessLog(Logger):
+    """gunicorn's logger minus its access log (the app logs one JSON line per request itself).
+
+    With ``logconfig_dict`` set, gunicorn would build its access-log fields for every request only for the
+    ``gunicorn.access`` logger to drop them.
+    """
+
+    access_log_enabled = False
+
+
+accesslog = None
+logger_class = AppOwnsAccessLog
 logconfig_dict = logging_config(_settings.log_level)
 proc_name = "reviewserve"
 # gunicorn >= 25.1 opens a runtime-control socket under $HOME by default: a management interface we do

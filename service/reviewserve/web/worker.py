@@ -5,6 +5,7 @@ idle keep-alive) wait in the event loop without blocking anyone; the CPU-bound p
 request at a time per worker, which is all a core can do anyway. What this class adds to
 :class:`gunicorn.workers.ggevent.GeventWorker`, each measured by ``make bench`` / ``make bench-slow``:
 
+- **One segment per response.** Headers and body leave in one send (see :class:`_OneSegmentSocket`).
 - **Turns.** A gevent socket read that finds the next request already waiting does not yield, so one busy
   keep-alive connection could be served again and again while the others wait: yield after each request.
 - **Stall limit.** A connection that sends nothing for ``KEEPALIVE`` seconds is closed, idle or in the middle
@@ -60,6 +61,44 @@ class _KeepaliveWait(gevent.Timeout):
         return super().__exit__(typ, value, tb)
 
 
+class _OneSegmentSocket:
+    """A client socket whose first write of a response (gunicorn's status line and headers) waits for the next.
+
+    gunicorn writes a response's headers and its body with two sends; on a keep-alive connection that is two
+    TCP segments and two wake-ups of the client for a few hundred bytes. Held and sent together, they go out
+    as one. Anything that reaches the file descriptor directly (``fileno()``, e.g. sendfile) flushes first.
+    """
+
+    __slots__ = ("_held", "_sock")
+
+    def __init__(self, sock: Any) -> None:
+        self._sock = sock
+        self._held: bytes | None = None
+
+    def sendall(self, data: bytes, *args: Any) -> None:
+        """Hold the first write; send it in front of the second; pass later ones through."""
+        if self._held is None:
+            self._held = bytes(data)
+            return
+        if self._held:
+            data, self._held = self._held + data, b""
+        self._sock.sendall(data, *args)
+
+    def flush(self) -> None:
+        """Send a held write that no second write followed (a response without body)."""
+        if self._held:
+            held, self._held = self._held, b""
+            self._sock.sendall(held)
+
+    def fileno(self) -> int:
+        """The descriptor, after flushing: whoever writes to it directly must come after the held bytes."""
+        self.flush()
+        return self._sock.fileno()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
 class ReviewserveWorker(GeventWorker):
     """gunicorn's gevent worker with turns, a stall limit, connection re-homing and a quick exit."""
 
@@ -88,9 +127,11 @@ class ReviewserveWorker(GeventWorker):
         """Serve one request (closing the connection after its quota), then let the others take a turn."""
         if self.keepalive_requests and req.req_number >= self.keepalive_requests:
             req.must_close = True  # -> "Connection: close" on this response
+        out = _OneSegmentSocket(sock)
         try:
-            return super().handle_request(listener_name, req, sock, addr)
+            return super().handle_request(listener_name, req, out, addr)
         finally:
+            out.flush()
             gevent.sleep(0)
 
     def run(self) -> None:
