@@ -13,10 +13,12 @@ from reviewserve.model import Predictor
 MLSERVER_MODEL = "review-sentiment"
 
 # Run inside the mlflow venv: joblib file -> mlflow.sklearn model folder (predict_proba, like the others).
+# mlflow saves with skops by default and needs our pipeline's own types named trusted: the loader's allow-list.
 _MLFLOW_SAVE = """
 import sys, joblib, mlflow.sklearn
+from reviewserve.model.artifact import TRUSTED_TYPES
 mlflow.sklearn.save_model(joblib.load(sys.argv[1]), sys.argv[2], pyfunc_predict_fn="predict_proba",
-                          pip_requirements=["scikit-learn"])
+                          pip_requirements=["scikit-learn"], skops_trusted_types=list(TRUSTED_TYPES))
 """
 
 
