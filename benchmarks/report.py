@@ -254,6 +254,8 @@ def _slow_section(data: dict) -> list[str]:
         "|---|---|",
         f"| slow connections opened / still open at the end | {r['slow_opened']} / {r['slow_open_at_end']} |",
         f"| slow connections closed by the server, by kind | {r['slow_closed_by_kind']} |",
+        f"| idle keep-alive connections whose one request was answered | {r['idle_answered']} of "
+        f"{data['settings']['idle']} |",
         f"| normal requests answered | {r['normal']['requests']} ({r['normal']['rps']:.1f} req/s) |",
         f"| normal requests failed (non-2xx + socket errors incl. timeouts) | "
         f"{r['normal']['errors_status']} + {r['normal']['errors_socket']} |",

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 HEADERS = "headers"  # request line, then one header line per interval, never the blank line
 BODY = "body"  # full headers with Content-Length, then one body byte per interval
-IDLE = "idle"  # one complete request, its response read, then nothing (idle keep-alive)
+IDLE = "idle"  # one complete request (its response read when it comes), then nothing: idle keep-alive
 
 
 @dataclass
@@ -70,8 +70,7 @@ class SlowClients:
                     f"POST {self.path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: application/json\r\n"
                     f"Content-Length: {len(body)}\r\n\r\n".encode()
                     + body
-                )
-                conn.first_reply = _read_response(sock)
+                )  # its response is read by the trickling loop: a blocked server must not block us here
         except OSError:
             conn.closed_after = 0.0
         sock.setblocking(False)
@@ -148,6 +147,10 @@ class SlowClients:
             out[conn.kind] += conn.closed_after is not None
         return out
 
+    def idle_answered(self) -> int:
+        """Idle keep-alive connections whose one request was answered 200."""
+        return sum(c.kind == IDLE and c.first_reply.startswith(b"HTTP/1.1 200") for c in self.conns)
+
     def stop(self) -> None:
         """Stop trickling and close every socket."""
         self._stop.set()
@@ -162,28 +165,6 @@ class SlowClients:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def _read_response(sock: socket.socket) -> bytes:
-    """Read one HTTP response with a Content-Length (enough for our JSON answers)."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        if not chunk:
-            return data
-        data += chunk
-    head, _, rest = data.partition(b"\r\n\r\n")
-    length = 0
-    for line in head.split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            length = int(value.strip())
-    while len(rest) < length:
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        rest += chunk
-    return head + b"\r\n\r\n" + rest
 
 
 def stall_close_seconds(
