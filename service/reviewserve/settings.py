@@ -53,7 +53,7 @@ class Settings(BaseSettings):
         "is closed; above proxies' idle upstream keep-alive (ingress-nginx: 60 s).",
     )
     keepalive_requests: int = Field(
-        100, ge=0, description="Requests served on one connection before it is closed (0: no limit)."
+        1000, ge=0, description="Requests served on one connection before it is closed (0: no limit)."
     )
     shutdown_delay: float = Field(
         1.0, ge=0, description="Seconds between SIGTERM (readiness turns 503) and the start of the drain."

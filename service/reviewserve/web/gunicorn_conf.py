@@ -18,6 +18,7 @@ from gunicorn.glogging import Logger
 
 from reviewserve.logs import logging_config
 from reviewserve.settings import get_settings
+from reviewserve.web import balance  # noqa: F401  (its shared table must exist before the fork)
 
 _settings = get_settings()
 _metrics_dir = Path(os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(_settings.prometheus_multiproc_dir)))

@@ -10,9 +10,10 @@ request at a time per worker, which is all a core can do anyway. What this class
   keep-alive connection could be served again and again while the others wait: yield after each request.
 - **Stall limit.** A connection that sends nothing for ``KEEPALIVE`` seconds is closed, idle or in the middle
   of a request (socket timeout); request headers must arrive within ``KEEPALIVE`` seconds (gunicorn's).
-- **Re-homing.** A kept-alive connection is closed after ``KEEPALIVE_REQUESTS`` requests
-  (``Connection: close``), so connections keep spreading over the workers: after a worker is recycled its
-  clients do not stay piled on the surviving worker while the new one idles.
+- **Even spread.** A worker holding more than its fair share of the kept-alive connections stops accepting
+  and closes the excess after their current response (:mod:`reviewserve.web.balance`): after a worker is
+  recycled its clients do not stay piled on the surviving worker while the new one idles. A connection is
+  also closed after ``KEEPALIVE_REQUESTS`` requests, as nginx does.
 - **Quick exit.** A stopping worker (recycled after ``MAX_REQUESTS``, or SIGTERM) stops accepting at once,
   closes each busy connection after its current response, gives idle kept-alive connections
   a moment (0.5 s when recycled, gunicorn's 2 s on SIGTERM; a request arriving meanwhile is answered with
@@ -38,6 +39,7 @@ from gunicorn.workers.ggevent import GeventWorker
 from gunicorn.workers.gthread import STOP_KEEPALIVE_LINGER
 
 from reviewserve.settings import get_settings
+from reviewserve.web.balance import ConnectionBalancer
 
 POLL_SECONDS = 0.05  # how soon a stopping worker notices that it should stop, and that it is done
 # Idle kept-alive connections of a recycled worker get this long for a request already on its way; the
@@ -107,6 +109,7 @@ class ReviewserveWorker(GeventWorker):
         self.keepalive_requests = get_settings().keepalive_requests or None
         self._waiting: dict[Any, _KeepaliveWait] = {}  # greenlet -> its wait for a next request
         self._clients: dict[Any, Any] = {}  # greenlet -> its client socket
+        self._shed = 0  # connections to close after their current response (above the fair share)
 
     def timeout_ctx(self) -> _KeepaliveWait:
         """gunicorn's keep-alive wait (it also bounds reading the request headers), made interruptible."""
@@ -125,8 +128,11 @@ class ReviewserveWorker(GeventWorker):
 
     def handle_request(self, listener_name: Any, req: Any, sock: Any, addr: Any) -> Any:
         """Serve one request (closing the connection after its quota), then let the others take a turn."""
-        if self.keepalive_requests and req.req_number >= self.keepalive_requests:
-            req.must_close = True  # -> "Connection: close" on this response
+        if self._shed > 0 and self.alive:
+            self._shed -= 1
+            req.must_close = True  # -> "Connection: close"; the client reconnects to a worker with room
+        elif self.keepalive_requests and req.req_number >= self.keepalive_requests:
+            req.must_close = True
         out = _OneSegmentSocket(sock)
         try:
             return super().handle_request(listener_name, req, out, addr)
@@ -146,13 +152,26 @@ class ReviewserveWorker(GeventWorker):
             server.start()
             servers.append(server)
 
+        balancer = ConnectionBalancer(self.pid) if self.cfg.workers > 1 else None
         last_notify = 0.0
+        accepting = True
         while self.alive:
             now = time.monotonic()
             if now - last_notify >= 1.0:
                 self.notify()
                 last_notify = now
+            if balancer is not None:
+                self._shed = balancer.excess(len(self._clients))
+                if accepting != (self._shed == 0):
+                    accepting = self._shed == 0
+                    for server in servers:
+                        if accepting:
+                            server.start_accepting()
+                        else:
+                            server.stop_accepting()
             gevent.sleep(POLL_SECONDS)
+        if balancer is not None:
+            balancer.release()
 
         for server in servers:
             server.close()  # stop accepting; busy connections close after their response (not alive)
