@@ -49,7 +49,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 def _tools_present() -> bool:
     """Whether everything install-tools.sh provides (except promtool) is already there."""
-    return all(p.exists() for p in (*HELMS.values(), CHECKOV, CRD_MODULES / "@kubernetes-models"))
+    validators = (CRD_MODULES / "@kubernetes-models" / m for m in ("prometheus-operator", "gateway-api"))
+    return all(p.exists() for p in (*HELMS.values(), CHECKOV, *validators))
 
 
 @pytest.fixture(scope="session")
@@ -181,10 +182,18 @@ class ChartKit:
         return self.one(docs, "Deployment")
 
     def container(self, docs: list[Manifest]) -> Manifest:
-        """The app container of the Deployment."""
+        """The app container of the Deployment (first, named after the chart; sidecars may follow)."""
         containers = self.deployment(docs)["spec"]["template"]["spec"]["containers"]
-        assert len(containers) == 1
+        assert containers[0]["name"] == "reviewserve", [c["name"] for c in containers]
         return containers[0]
+
+    def install_notes(self, *args: str, helm: str = "helm4") -> str:
+        """NOTES.txt as ``helm install --dry-run=client`` prints it (args: values flags)."""
+        res = run_helm(
+            helm, "install", "--dry-run=client", self.release, str(CHART), "--namespace", self.namespace, *args
+        )
+        assert res.returncode == 0, res.stderr
+        return res.stdout.split("NOTES:", 1)[1]
 
 
 @pytest.fixture(scope="session")
