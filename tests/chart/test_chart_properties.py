@@ -77,9 +77,7 @@ def test_hpa_values_are_wired(kit: Any) -> None:
     """HPA min/max/target/stabilization come from values."""
     hpa = kit.one(kit.render(("hpa-on-values.yaml",)), "HorizontalPodAutoscaler")
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 5)
-    targets = {
-        m["resource"]["name"]: m["resource"]["target"]["averageUtilization"] for m in hpa["spec"]["metrics"]
-    }
+    targets = {m["resource"]["name"]: m["resource"]["target"]["averageUtilization"] for m in hpa["spec"]["metrics"]}
     assert targets == {"cpu": 60, "memory": 80}
     assert hpa["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 120
 
@@ -251,9 +249,7 @@ def test_explicit_workers_override(kit: Any) -> None:
 
 def _checksum(kit: Any, sets: tuple[str, ...]) -> str:
     """The checksum/config pod annotation for a render."""
-    return kit.deployment(kit.render(sets=sets))["spec"]["template"]["metadata"]["annotations"][
-        "checksum/config"
-    ]
+    return kit.deployment(kit.render(sets=sets))["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
 
 
 @pytest.mark.parametrize(
@@ -370,9 +366,7 @@ def test_helm_test_pod_posts_review_to_service(kit: Any) -> None:
     assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
     labels = pod["metadata"]["labels"]
     svc = kit.one(docs, "Service")
-    assert not all(labels.get(k) == v for k, v in svc["spec"]["selector"].items()), (
-        "Service would route to it"
-    )
+    assert not all(labels.get(k) == v for k, v in svc["spec"]["selector"].items()), "Service would route to it"
     c = pod["spec"]["containers"][0]
     assert c["image"] == kit.container(docs)["image"]
     assert c["command"][:2] == ["python3", "-c"]
@@ -414,7 +408,7 @@ class _Canned(http.server.BaseHTTPRequestHandler):
     status = 200
     body = b"{}"
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+    def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
         self.send_response(self.status)
         self.send_header("Content-Type", "application/json")
@@ -437,9 +431,7 @@ class _Canned(http.server.BaseHTTPRequestHandler):
         (200, [], "not a JSON object"),
     ],
 )
-def test_helm_test_script_fails_on_a_wrong_answer(
-    kit: Any, status: int, answer: Any, problem: str
-) -> None:
+def test_helm_test_script_fails_on_a_wrong_answer(kit: Any, status: int, answer: Any, problem: str) -> None:
     """The test pod fails unless the label is positive/negative and the probability is in [0, 1]."""
     handler = type("Handler", (_Canned,), {"status": status, "body": json.dumps(answer).encode()})
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -507,9 +499,7 @@ def test_grafana_dashboard_configmap(kit: Any) -> None:
 def _leaf_keys(prefix: str, value: Any) -> list[str]:
     """Dotted paths of the leaves of a values tree."""
     if isinstance(value, dict) and value:
-        return [
-            k for key, sub in value.items() for k in _leaf_keys(f"{prefix}.{key}" if prefix else key, sub)
-        ]
+        return [k for key, sub in value.items() for k in _leaf_keys(f"{prefix}.{key}" if prefix else key, sub)]
     return [prefix]
 
 
@@ -519,9 +509,7 @@ def test_readme_documents_every_value() -> None:
     documented = set(re.findall(r"^\| `([^`]+)` \|", readme, flags=re.M))
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     missing = [
-        key
-        for key in _leaf_keys("", values)
-        if not any(key == d or key.startswith(f"{d}.") for d in documented)
+        key for key in _leaf_keys("", values) if not any(key == d or key.startswith(f"{d}.") for d in documented)
     ]
     assert missing == []
     schema = json.loads((CHART / "values.schema.json").read_text())

@@ -11,9 +11,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-CI_VALUES = sorted(
-    p.name for p in (Path(__file__).resolve().parents[2] / "charts/reviewserve/ci").glob("*.yaml")
-)
+CI_VALUES = sorted(p.name for p in (Path(__file__).resolve().parents[2] / "charts/reviewserve/ci").glob("*.yaml"))
 HELMS = ("helm3", "helm4")
 K8S_VERSIONS = ("1.29.0", "1.30.0", "1.31.0", "1.32.0", "1.33.0", "1.34.0", "1.35.0")
 CRD_KINDS = {
@@ -88,9 +86,7 @@ def test_kubernetes_validate_strict(kit: Any, values: str, version: str) -> None
             kubernetes_validate.validate(doc, version, strict=True)
         except kubernetes_validate.ValidationError as exc:
             path = ".".join(str(p) for p in exc.path)
-            pytest.fail(
-                f"{doc['kind']}/{doc['metadata']['name']} invalid for {version} at {path}: {exc.message}"
-            )
+            pytest.fail(f"{doc['kind']}/{doc['metadata']['name']} invalid for {version} at {path}: {exc.message}")
 
 
 def test_kubernetes_validate_catches_errors(kit: Any) -> None:
@@ -123,9 +119,7 @@ def _validate_crds(kit: Any, resources: list[dict[str, Any]]) -> tuple[int, list
 def test_crd_resources_match_crd_schemas(kit: Any, helm: str) -> None:
     """ServiceMonitor, PrometheusRule and HTTPRoute validate against their CRD schemas."""
     docs = [
-        d
-        for d in kit.render(("everything-on-values.yaml",), helm=helm)
-        if (d["apiVersion"], d["kind"]) in CRD_KINDS
+        d for d in kit.render(("everything-on-values.yaml",), helm=helm) if (d["apiVersion"], d["kind"]) in CRD_KINDS
     ]
     assert {d["kind"] for d in docs} == {"ServiceMonitor", "PrometheusRule", "HTTPRoute"}
     route = kit.render(sets=("httpRoute.enabled=true",), helm=helm)
@@ -187,18 +181,19 @@ INVALID_VALUES: list[tuple[str, dict[str, Any], str, str]] = [
     ("extra-container-no-image", {"extraContainers": [{"name": "side"}]}, "image", "image"),
     ("env-from-typo", {"extraEnvFrom": [{"secretRefs": {"name": "s"}}]}, "secretRefs", "secretRefs"),
     ("node-port-range", {"service": {"type": "NodePort", "nodePort": 80}}, "service.nodePort", "/nodePort"),
-    ("traffic-policy", {"service": {"externalTrafficPolicy": "Remote"}}, "externalTrafficPolicy", "/externalTrafficPolicy"),
+    (
+        "traffic-policy",
+        {"service": {"externalTrafficPolicy": "Remote"}},
+        "externalTrafficPolicy",
+        "/externalTrafficPolicy",
+    ),
     ("common-label-number", {"commonLabels": {"team": 5}}, "commonLabels", "/commonLabels"),
     ("httproute-typo", {"httpRoute": {"enabled": True, "hostname": ["x"]}}, "hostname", "hostname"),
     ("pdb-max-zero", {"podDisruptionBudget": {"maxUnavailable": 0}}, "maxUnavailable", "maxUnavailable"),
     ("keepalive-type", {"config": {"keepalive": "75s"}}, "config.keepalive", "/config/keepalive"),
     (
         "ingress-path",
-        {
-            "ingress": {
-                "hosts": [{"host": "x.example.com", "paths": [{"path": "predict", "pathType": "Prefix"}]}]
-            }
-        },
+        {"ingress": {"hosts": [{"host": "x.example.com", "paths": [{"path": "predict", "pathType": "Prefix"}]}]}},
         "path",
         "/path",
     ),
@@ -206,9 +201,7 @@ INVALID_VALUES: list[tuple[str, dict[str, Any], str, str]] = [
 
 
 @pytest.mark.parametrize("helm", HELMS)
-@pytest.mark.parametrize(
-    ("values", "msg3", "msg4"), [pytest.param(v, m3, m4, id=i) for i, v, m3, m4 in INVALID_VALUES]
-)
+@pytest.mark.parametrize(("values", "msg3", "msg4"), [pytest.param(v, m3, m4, id=i) for i, v, m3, m4 in INVALID_VALUES])
 def test_schema_rejects_invalid_values(
     kit: Any, tmp_path: Path, helm: str, values: dict[str, Any], msg3: str, msg4: str
 ) -> None:
@@ -253,9 +246,7 @@ def test_hpa_min_above_max_fails(kit: Any, helm: str) -> None:
 
 def test_notes_print_ingress_curl_and_port_forward(kit: Any) -> None:
     """NOTES.txt shows the curl through the ingress and the port-forward alternative."""
-    res = kit.helm(
-        "helm4", "install", "--dry-run=client", kit.release, str(kit.chart), "--namespace", kit.namespace
-    )
+    res = kit.helm("helm4", "install", "--dry-run=client", kit.release, str(kit.chart), "--namespace", kit.namespace)
     assert res.returncode == 0, res.stderr
     notes = res.stdout.split("NOTES:", 1)[1]
     assert "curl -s -X POST http://localhost/predict" in notes

@@ -32,7 +32,7 @@ RECORDER = """#!/bin/sh
 exec "{python}" "{here}/recorder.py" "$(basename "$0")" "$@"
 """
 
-RECORDER_PY = r'''
+RECORDER_PY = r"""
 import json, os, sys
 tool, args = sys.argv[1], sys.argv[2:]
 with open(os.environ["RECORD_LOG"], "a") as log:
@@ -62,7 +62,7 @@ elif tool == "helm":
             continue
         out.append(a)
     os.execv(real, [real, "template", *out])
-'''
+"""
 
 
 def _recorders(tmp_path: Path, tools: tuple[str, ...]) -> Path:
@@ -83,7 +83,9 @@ def _calls(log: Path) -> list[list[str]]:
 
 def _run_deploy(kit: Any, tmp_path: Path, release: str, namespace: str, buildx: bool) -> list[list[str]]:
     """Run kind-deploy.sh for ``release``/``namespace`` with recorders; return the recorded calls."""
-    docs = kit.helm("helm3", "template", release, str(kit.chart), "-n", namespace, "-f", str(REPO / "k8s/values-kind.yaml"))
+    docs = kit.helm(
+        "helm3", "template", release, str(kit.chart), "-n", namespace, "-f", str(REPO / "k8s/values-kind.yaml")
+    )
     assert docs.returncode == 0, docs.stderr
     rendered = [
         {"name": d["metadata"]["name"], "labels": d["metadata"]["labels"]}

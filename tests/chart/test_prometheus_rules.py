@@ -26,9 +26,7 @@ def promtool() -> str:
     """Path of promtool (Debian package `prometheus`; install-tools.sh installs it as root)."""
     path = shutil.which("promtool")
     if path is None:
-        pytest.skip(
-            "promtool not installed (apt-get install prometheus, or run k8s/scripts/install-tools.sh as root)"
-        )
+        pytest.skip("promtool not installed (apt-get install prometheus, or run k8s/scripts/install-tools.sh as root)")
     return path
 
 
@@ -58,9 +56,7 @@ def test_rules_pass_promtool_check(promtool: str, rules_file: Path) -> None:
 def test_promtool_check_rejects_broken_rules(promtool: str, tmp_path: Path) -> None:
     """promtool is live: a malformed expression fails the check."""
     bad = tmp_path / "bad.yaml"
-    bad.write_text(
-        yaml.safe_dump({"groups": [{"name": "x", "rules": [{"alert": "A", "expr": "sum(rate(x[5m])"}]}]})
-    )
+    bad.write_text(yaml.safe_dump({"groups": [{"name": "x", "rules": [{"alert": "A", "expr": "sum(rate(x[5m])"}]}]}))
     assert _run(promtool, "check", "rules", str(bad)).returncode != 0
 
 
@@ -139,9 +135,7 @@ def test_alerts_fire_and_stay_quiet(promtool: str, rules_file: Path, tmp_path: P
     ]
     test_file = tmp_path / "rules.test.yaml"
     test_file.write_text(
-        yaml.safe_dump(
-            {"rule_files": [str(rules_file)], "evaluation_interval": "1m", "tests": tests}, sort_keys=False
-        )
+        yaml.safe_dump({"rule_files": [str(rules_file)], "evaluation_interval": "1m", "tests": tests}, sort_keys=False)
     )
     res = _run(promtool, "test", "rules", str(test_file))
     assert res.returncode == 0, res.stdout + res.stderr
