@@ -9,6 +9,7 @@ nothing here either. helm is the real one (`helm template` stands in for `helm u
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -257,3 +258,46 @@ def test_install_tools_is_idempotent(kit: Any) -> None:
     assert "already present" in res.stderr
     assert kit.helms["helm3"].stat().st_mtime_ns == helm3
     assert (kit.tools / "bin" / "helm").resolve() == kit.helms["helm3"].resolve()
+
+
+def _e2e_release_module() -> Any:
+    """tests/e2e/release.py (how the e2e tests find the release), imported by path."""
+    spec = importlib.util.spec_from_file_location("e2e_release", REPO / "tests" / "e2e" / "release.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(
+    ("release", "sets"),
+    [
+        ("reviewserve", ()),
+        ("demo", ()),
+        ("prod-reviewserve-eu", ()),
+        ("demo", ("nameOverride=sentiment",)),
+        ("demo", ("fullnameOverride=api",)),
+    ],
+)
+def test_e2e_finds_any_release(kit: Any, release: str, sets: tuple[str, ...]) -> None:
+    """The e2e tests find the Deployment, its pods and its Service by labels, for any release name."""
+    args = ["template", release, str(kit.chart), "--namespace", "elsewhere"]
+    for s in sets:
+        args += ["--set", s]
+    res = kit.helm("helm3", *args)
+    assert res.returncode == 0, res.stderr
+    docs = [d for d in yaml.safe_load_all(res.stdout) if d]
+    e2e = _e2e_release_module()
+    deployment = e2e.app_deployment([d for d in docs if d["kind"] == "Deployment"], release)
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    selector = dict(kv.split("=", 1) for kv in e2e.pod_selector(deployment).split(","))
+    assert all(pod_labels[k] == v for k, v in selector.items())
+    test_pod = next(d for d in docs if d["kind"] == "Pod")
+    assert not all(test_pod["metadata"]["labels"].get(k) == v for k, v in selector.items())
+    service = e2e.app_service([d for d in docs if d["kind"] == "Service"], deployment)
+    assert e2e.http_port(service) == 9696
+    release_labels = dict(kv.split("=", 1) for kv in e2e.release_selector(release).split(","))
+    for doc in (deployment, service):
+        assert all(doc["metadata"]["labels"].get(k) == v for k, v in release_labels.items())
+    with pytest.raises(LookupError):
+        e2e.app_deployment([d for d in docs if d["kind"] == "Deployment"], "another-release")
