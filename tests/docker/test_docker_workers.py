@@ -74,7 +74,9 @@ def test_no_cpu_limit_starts_bounded_workers(
         answer = http_request(port, "POST", "/predict", json.dumps(SEED).encode())
         logs = replica.logs()
     with capsys.disabled():
-        print(f"\nno CPU limit, {expected}={bound}, emulated node of {NODE_CPUS} CPUs: {len(workers)} workers")
+        cpu = resources["requests"]["cpu"]
+        node = f"emulated node of {NODE_CPUS} CPUs"
+        print(f"\nno CPU limit, {expected} {cpu} (bound {bound}), {node}: {len(workers)} workers")
     assert len(workers) == bound < NODE_CPUS, f"{len(workers)} workers for {expected}={bound}\n{logs[-3000:]}"
     assert is_prediction(answer), f"{answer}\n{logs[-3000:]}"
     # Set explicitly: the service's own default (usable CPUs) would depend on the node, not the pod spec.
