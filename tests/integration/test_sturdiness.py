@@ -6,6 +6,10 @@ unbalanced server misses.
 
 from __future__ import annotations
 
+import os
+import re
+import shutil
+import subprocess
 import threading
 import time
 from collections import Counter
@@ -14,7 +18,7 @@ import pytest
 import requests
 
 from benchmarks.slowclients import SlowClients
-from benchmarks.workers import counts_from_metrics_dir
+from benchmarks.workers import counts_from_metrics_dir, pids_from_log
 from tests.conftest import SEED_REVIEW, Server
 
 pytestmark = pytest.mark.slow
@@ -119,3 +123,55 @@ def test_recycling_keeps_every_worker_busy(server_factory) -> None:
             f"all workers so far: {dict(Counter(counts_from_metrics_dir(server.metrics_dir)))}"
         )
     assert not failures, failures[:5]
+
+
+WRK = shutil.which("wrk")
+WRK_POST = """wrk.method = "POST"
+wrk.body = '{"review": "This Chatbot is amazing"}'
+wrk.headers["Content-Type"] = "application/json"
+"""
+
+
+def _connections_per_worker(port: int) -> Counter[int]:
+    """Established server-side connections on ``port`` per owning pid (the worker that accepted them)."""
+    out = subprocess.run(
+        ["ss", "-Htnp", "state", "established", f"( sport = :{port} )"], capture_output=True, text=True, check=True
+    ).stdout
+    return Counter(int(pid) for pid in re.findall(r"pid=(\d+)", out))
+
+
+def test_recycled_workers_get_their_share_of_a_fast_client(server_factory, tmp_path) -> None:
+    """wrk (a C client that reconnects within microseconds, as a proxy does) against 2 recycling workers.
+
+    A recycled worker's clients reconnect before its replacement is forked; without the connection balancer
+    they all stay on the survivor and the new worker idles. Sampled with ss, each worker should hold about
+    half of the 8 connections most of the time.
+    """
+    if WRK is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("wrk not installed (apt-get install wrk)")
+        pytest.skip("wrk not installed (apt-get install wrk)")
+    # KEEPALIVE_REQUESTS=0: connections are never closed for their age, only by recycling and balancing.
+    server: Server = server_factory(workers=2, MAX_REQUESTS="1500", MAX_REQUESTS_JITTER="0", KEEPALIVE_REQUESTS="0")
+    script = tmp_path / "post.lua"
+    script.write_text(WRK_POST)
+    load = subprocess.Popen(
+        [WRK, "-t2", "-c8", "-d12s", "-s", str(script), server.url + "/predict"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    samples: list[Counter[int]] = []
+    try:
+        time.sleep(1)
+        while load.poll() is None:
+            sample = _connections_per_worker(server.port)
+            if len(sample) == 2 and sum(sample.values()) == 8:  # both workers up, no reconnect in flight
+                samples.append(sample)
+            time.sleep(0.05)
+    finally:
+        output = load.communicate(timeout=30)[0]
+    assert "Non-2xx" not in output and "Socket errors" not in output, output
+    pids = pids_from_log(server.log().splitlines())
+    assert pids is not None and len(set(pids)) >= 5, f"expected several recycles in 12 s: {Counter(pids or [])}"
+    even = [s for s in samples if max(s.values()) <= 5]
+    assert len(samples) >= 20, f"too few samples with two workers up: {samples}"
+    assert len(even) >= 0.8 * len(samples), f"connections piled on one worker: {samples}"
