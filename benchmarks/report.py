@@ -289,7 +289,19 @@ def _soak_section(data: dict) -> list[str]:
         f"| unexpected statuses (a good request not 200, a bad one not its 4xx) | {r['unexpected']} |",
         f"| p50 / p99 | {r['p50_ms']:.1f} / {r['p99_ms']:.1f} ms |",
         f"| workers that served requests (recycles = that minus the worker count) | {r['workers_seen']} |",
-        f"| requests per worker pid | {r['per_worker']} |",
+        f"| requests per worker pid ({r['per_worker_source']}), min / median / max | "
+        f"{min(r['per_worker'].values())} / {statistics.median(r['per_worker'].values()):.0f} / "
+        f"{max(r['per_worker'].values())} (the last live workers are cut short by the end of the run) |",
+        *(
+            [
+                f"| share of each ~10 s interval's requests served by its busiest worker: median / max | "
+                f"{statistics.median(r['busiest_worker_share']):.0%} / {max(r['busiest_worker_share']):.0%} "
+                f"(with {r.get('workers', 2)} workers an even split is {1 / r.get('workers', 2):.0%}; "
+                "100% = the others idle) |"
+            ]
+            if r.get("busiest_worker_share")
+            else []
+        ),
         f"| worker RSS at start / end (MiB, summed) | {r['rss_start_mib']:.0f} / {r['rss_end_mib']:.0f} "
         f"({r['rss_growth_pct']:+.1f} %) |",
         f"| `/metrics` flask_http_request_total (POST) vs answered | {r['metrics_requests']} vs {r['answered']} |",

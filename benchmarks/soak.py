@@ -85,17 +85,26 @@ def main(
     metrics_dir = Path(target.env["PROMETHEUS_MULTIPROC_DIR"])
     log = work / f"server-{target.port}.log"
     rss_samples: list[tuple[float, float]] = []
+    # per sampling interval: the share of its requests served by the busiest worker (1.0 = one worker did all)
+    busiest_shares: list[float] = []
     with servers.started(target, log) as process:
         # the readiness probe's POST is counted by the server too: start from the server's own count
         base = _metric_sum(_get(target.url + "/metrics"), "flask_http_request_total", method="POST")
         base_predictions = _metric_sum(_get(target.url + "/metrics"), "reviewserve_predictions_total")
         base_req_reviews = _metric_sum(_get(target.url + "/metrics"), "reviewserve_request_reviews_count")
         rss_start = _workers_rss_mib(process.pid)
+        workers = len(children(process.pid))
         t0 = time.monotonic()
         tally, threads = start_load("127.0.0.1", target.port, plan, connections, seconds)
         deadline = t0 + seconds
+        previous = counts_from_metrics_dir(metrics_dir)
         while any(t.is_alive() for t in threads):
             time.sleep(min(10.0, max(0.5, deadline - time.monotonic())))
+            now = counts_from_metrics_dir(metrics_dir)
+            served = [now[pid] - previous[pid] for pid in now if now[pid] > previous[pid]]
+            if sum(served) >= 100:
+                busiest_shares.append(round(max(served) / sum(served), 3))
+            previous = now
             rss_samples.append((round(time.monotonic() - t0, 1), round(_workers_rss_mib(process.pid), 1)))
             at, rss = rss_samples[-1]
             click.echo(f"  {at:6.0f} s: {tally.answered} answered, workers RSS {rss} MiB")
@@ -109,9 +118,11 @@ def main(
     per_worker = Counter(per_worker_log) if per_worker_log is not None else counts_from_metrics_dir(metrics_dir)
     result = {
         **tally.summary(),
+        "workers": workers,
         "workers_seen": len(per_worker),
         "per_worker_source": "request log pid" if per_worker_log is not None else "metrics files per pid",
         "per_worker": {str(pid): n for pid, n in sorted(per_worker.items())},
+        "busiest_worker_share": busiest_shares,
         "rss_start_mib": rss_start,
         "rss_end_mib": rss_end,
         "rss_growth_pct": (rss_end / rss_start - 1) * 100 if rss_start else 0.0,
