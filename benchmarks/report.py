@@ -302,8 +302,8 @@ def _soak_section(data: dict) -> list[str]:
             if r.get("busiest_worker_share")
             else []
         ),
-        f"| worker RSS at start / end (MiB, summed) | {r['rss_start_mib']:.0f} / {r['rss_end_mib']:.0f} "
-        f"({r['rss_growth_pct']:+.1f} %) |",
+        f"| live workers' RSS summed, 10 s in / at the end / highest sample (MiB) | {r['rss_start_mib']:.0f} / "
+        f"{r['rss_end_mib']:.0f} / {r.get('rss_max_mib', r['rss_end_mib']):.0f} ({r['rss_growth_pct']:+.1f} %) |",
         f"| `/metrics` flask_http_request_total (POST) vs answered | {r['metrics_requests']} vs {r['answered']} |",
         f"| `/metrics` reviewserve_predictions_total vs reviews scored | {r['metrics_predictions']} vs "
         f"{r['reviews_scored']} |",

@@ -10,6 +10,7 @@ the server's /metrics must count exactly the requests answered. Bad inputs must 
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from collections import Counter
@@ -92,8 +93,7 @@ def main(
         base = _metric_sum(_get(target.url + "/metrics"), "flask_http_request_total", method="POST")
         base_predictions = _metric_sum(_get(target.url + "/metrics"), "reviewserve_predictions_total")
         base_req_reviews = _metric_sum(_get(target.url + "/metrics"), "reviewserve_request_reviews_count")
-        rss_start = _workers_rss_mib(process.pid)
-        workers = len(children(process.pid))
+        workers = int(target.env.get("WORKERS") or len(os.sched_getaffinity(0)))  # the server's default
         t0 = time.monotonic()
         tally, threads = start_load("127.0.0.1", target.port, plan, connections, seconds)
         deadline = t0 + seconds
@@ -114,6 +114,9 @@ def main(
         time.sleep(1)
         rss_end = _workers_rss_mib(process.pid)
         metrics = _get(target.url + "/metrics")
+    # RSS "at start" is the first sample, 10 s into the load: right after readiness not every worker
+    # has necessarily been forked yet (seen: 1 of 2), and a just-forked worker has touched little.
+    rss_start = rss_samples[0][1] if rss_samples else rss_end
     per_worker_log = pids_from_log(log.read_text(errors="replace").splitlines())
     per_worker = Counter(per_worker_log) if per_worker_log is not None else counts_from_metrics_dir(metrics_dir)
     result = {
@@ -127,6 +130,7 @@ def main(
         "rss_end_mib": rss_end,
         "rss_growth_pct": (rss_end / rss_start - 1) * 100 if rss_start else 0.0,
         "rss_samples": rss_samples,
+        "rss_max_mib": max((x[1] for x in rss_samples), default=rss_end),
         # the probe's requests before the soak are subtracted; the soak's own are all POSTs
         "metrics_requests": _metric_sum(metrics, "flask_http_request_total", method="POST") - base,
         "metrics_predictions": _metric_sum(metrics, "reviewserve_predictions_total") - base_predictions,
