@@ -247,8 +247,9 @@ def _slow_section(data: dict) -> list[str]:
         f"(`make run` defaults): {data['settings']['headers']} trickling header lines, "
         f"{data['settings']['body']} sending full headers then trickling the body, {data['settings']['idle']} "
         f"idle keep-alive after one request; one line/byte every {data['settings']['interval_s']:g} s. "
-        f"Meanwhile `wrk -c{data['settings']['normal_connections']}` sent normal single-review requests "
-        f"for {data['settings']['normal_seconds']:g} s.",
+        f"Meanwhile {data['settings']['normal_connections']} keep-alive Python clients sent normal single-review "
+        f"requests for {data['settings']['normal_seconds']:g} s ({data['settings']['request_timeout_s']:g} s "
+        "timeout; every request sent is answered or counted failed).",
         "",
         "| figure | value |",
         "|---|---|",
@@ -256,12 +257,13 @@ def _slow_section(data: dict) -> list[str]:
         f"| slow connections closed by the server, by kind | {r['slow_closed_by_kind']} |",
         f"| idle keep-alive connections whose one request was answered | {r['idle_answered']} of "
         f"{data['settings']['idle']} |",
-        f"| normal requests answered | {r['normal']['requests']} ({r['normal']['rps']:.1f} req/s) |",
-        f"| normal requests failed (non-2xx + socket errors incl. timeouts) | "
-        f"{r['normal']['errors_status']} + {r['normal']['errors_socket']} |",
-        f"| normal p50 / p99 | {r['normal']['p50_ms']:.1f} / {r['normal']['p99_ms']:.1f} ms |",
-        f"| normal requests without slow clients (same run, before): req/s, p99 | "
-        f"{r['baseline']['rps']:.1f}, {r['baseline']['p99_ms']:.1f} ms |",
+        f"| normal requests sent / answered | {r['normal']['sent']} / {r['normal']['answered']} "
+        f"({r['normal']['rps']:.1f} req/s) |",
+        f"| normal requests failed (not 200, socket errors, timeouts) | {r['normal']['failed']} "
+        f"{r['normal']['socket_error_kinds'] or ''} |",
+        f"| normal p50 / p99 of those answered | {r['normal']['p50_ms']:.1f} / {r['normal']['p99_ms']:.1f} ms |",
+        f"| the same load without slow clients (same run, before): req/s, p99, failed | "
+        f"{r['baseline']['rps']:.1f}, {r['baseline']['p99_ms']:.1f} ms, {r['baseline']['failed']} |",
         f"| server PSS before / with the slow clients | {r['pss_before_mib']:.0f} / {r['pss_during_mib']:.0f} MiB |",
         f"| a stalled connection (partial headers, then nothing) closed after | {r['stall']} |",
         f"| a connection that sends nothing closed after | {r['stall_silent']} |",
@@ -287,9 +289,21 @@ def _soak_section(data: dict) -> list[str]:
         f"| unexpected statuses (a good request not 200, a bad one not its 4xx) | {r['unexpected']} |",
         f"| p50 / p99 | {r['p50_ms']:.1f} / {r['p99_ms']:.1f} ms |",
         f"| workers that served requests (recycles = that minus the worker count) | {r['workers_seen']} |",
-        f"| requests per worker pid | {r['per_worker']} |",
-        f"| worker RSS at start / end (MiB, summed) | {r['rss_start_mib']:.0f} / {r['rss_end_mib']:.0f} "
-        f"({r['rss_growth_pct']:+.1f} %) |",
+        f"| requests per worker pid ({r['per_worker_source']}), min / median / max | "
+        f"{min(r['per_worker'].values())} / {statistics.median(r['per_worker'].values()):.0f} / "
+        f"{max(r['per_worker'].values())} (the last live workers are cut short by the end of the run) |",
+        *(
+            [
+                f"| share of each ~10 s interval's requests served by its busiest worker: median / max | "
+                f"{statistics.median(r['busiest_worker_share']):.0%} / {max(r['busiest_worker_share']):.0%} "
+                f"(with {r.get('workers', 2)} workers an even split is {1 / r.get('workers', 2):.0%}; "
+                "100% = the others idle) |"
+            ]
+            if r.get("busiest_worker_share")
+            else []
+        ),
+        f"| live workers' RSS summed, 10 s in / at the end / highest sample (MiB) | {r['rss_start_mib']:.0f} / "
+        f"{r['rss_end_mib']:.0f} / {r.get('rss_max_mib', r['rss_end_mib']):.0f} ({r['rss_growth_pct']:+.1f} %) |",
         f"| `/metrics` flask_http_request_total (POST) vs answered | {r['metrics_requests']} vs {r['answered']} |",
         f"| `/metrics` reviewserve_predictions_total vs reviews scored | {r['metrics_predictions']} vs "
         f"{r['reviews_scored']} |",

@@ -9,11 +9,9 @@ the server's /metrics must count exactly the requests answered. Bad inputs must 
 
 from __future__ import annotations
 
-import http.client
 import json
+import os
 import re
-import statistics
-import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -21,7 +19,7 @@ from pathlib import Path
 import click
 
 from benchmarks import machine, report, servers, texts
-from benchmarks.inprocess import percentile
+from benchmarks.pyload import Request, start_load
 from benchmarks.workers import children, counts_from_metrics_dir, memory_kib, pids_from_log
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,7 +27,7 @@ RESULTS = ROOT / "benchmarks" / "results" / "soak.json"
 V2 = servers.V2_PATH
 
 
-def schedule(corpus: list[str], max_reviews: int = 64) -> list[tuple[str, str, str, int, int]]:
+def schedule(corpus: list[str], max_reviews: int = 64) -> list[Request]:
     """20 requests repeated: (kind, path, body, expected status, reviews scored if 200); 2 of 20 are bad."""
     good = [
         *[("single", "/predict", texts.single_body(corpus[i]), 200, 1) for i in range(9)],
@@ -49,60 +47,6 @@ def schedule(corpus: list[str], max_reviews: int = 64) -> list[tuple[str, str, s
     for b in range(len(bad)):
         blocks += [*good[:9], bad[b], *good[9:], bad[(b + 3) % len(bad)]]
     return blocks
-
-
-class Tally:
-    """Thread-safe counts of what the client saw."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.sent = 0
-        self.answered = 0
-        self.by_status: Counter[int] = Counter()
-        self.by_kind_status: Counter[str] = Counter()
-        self.unexpected: Counter[str] = Counter()
-        self.socket_errors: Counter[str] = Counter()
-        self.reviews_scored = 0
-        self.ok_prediction_requests = 0
-        self.latencies: list[float] = []
-
-
-def _client(host: str, port: int, plan, offset: int, deadline: float, tally: Tally) -> None:
-    conn = http.client.HTTPConnection(host, port, timeout=30)
-    i = offset
-    local_lat: list[float] = []
-    while time.monotonic() < deadline:
-        kind, path, body, expected, reviews = plan[i % len(plan)]
-        i += 1
-        with tally.lock:
-            tally.sent += 1
-        started = time.perf_counter()
-        try:
-            conn.request("POST", path, body=body.encode(), headers={"Content-Type": "application/json"})
-            response = conn.getresponse()
-            response.read()
-        except (OSError, http.client.HTTPException) as exc:
-            with tally.lock:
-                tally.socket_errors[type(exc).__name__] += 1
-            conn.close()
-            conn = http.client.HTTPConnection(host, port, timeout=30)
-            continue
-        local_lat.append(time.perf_counter() - started)
-        with tally.lock:
-            tally.answered += 1
-            tally.by_status[response.status] += 1
-            tally.by_kind_status[f"{kind} {response.status}"] += 1
-            if response.status != expected:
-                tally.unexpected[f"{kind}: {response.status} (expected {expected})"] += 1
-            if response.status == 200:
-                tally.reviews_scored += reviews
-                tally.ok_prediction_requests += 1
-        if response.getheader("Connection", "").lower() == "close":
-            conn.close()
-            conn = http.client.HTTPConnection(host, port, timeout=30)
-    conn.close()
-    with tally.lock:
-        tally.latencies.extend(local_lat)
 
 
 def _metric_sum(text: str, name: str, **labels: str) -> float:
@@ -141,63 +85,56 @@ def main(
     target.env.update(MAX_REQUESTS=str(max_requests), MAX_REQUESTS_JITTER=str(jitter))
     metrics_dir = Path(target.env["PROMETHEUS_MULTIPROC_DIR"])
     log = work / f"server-{target.port}.log"
-    tally = Tally()
     rss_samples: list[tuple[float, float]] = []
+    # per sampling interval: the share of its requests served by the busiest worker (1.0 = one worker did all)
+    busiest_shares: list[float] = []
     with servers.started(target, log) as process:
         # the readiness probe's POST is counted by the server too: start from the server's own count
         base = _metric_sum(_get(target.url + "/metrics"), "flask_http_request_total", method="POST")
         base_predictions = _metric_sum(_get(target.url + "/metrics"), "reviewserve_predictions_total")
         base_req_reviews = _metric_sum(_get(target.url + "/metrics"), "reviewserve_request_reviews_count")
-        rss_start = _workers_rss_mib(process.pid)
-        deadline = time.monotonic() + seconds
-        threads = [
-            threading.Thread(
-                target=_client, args=("127.0.0.1", target.port, plan, k * 7, deadline, tally), daemon=True
-            )
-            for k in range(connections)
-        ]
+        workers = int(target.env.get("WORKERS") or len(os.sched_getaffinity(0)))  # the server's default
         t0 = time.monotonic()
-        for thread in threads:
-            thread.start()
+        tally, threads = start_load("127.0.0.1", target.port, plan, connections, seconds)
+        deadline = t0 + seconds
+        previous = counts_from_metrics_dir(metrics_dir)
         while any(t.is_alive() for t in threads):
             time.sleep(min(10.0, max(0.5, deadline - time.monotonic())))
+            now = counts_from_metrics_dir(metrics_dir)
+            served = [now[pid] - previous[pid] for pid in now if now[pid] > previous[pid]]
+            if sum(served) >= 100:
+                busiest_shares.append(round(max(served) / sum(served), 3))
+            previous = now
             rss_samples.append((round(time.monotonic() - t0, 1), round(_workers_rss_mib(process.pid), 1)))
             at, rss = rss_samples[-1]
             click.echo(f"  {at:6.0f} s: {tally.answered} answered, workers RSS {rss} MiB")
         for thread in threads:
             thread.join()
-        elapsed = time.monotonic() - t0
+        tally.elapsed = time.monotonic() - t0
         time.sleep(1)
         rss_end = _workers_rss_mib(process.pid)
         metrics = _get(target.url + "/metrics")
+    # RSS "at start" is the first sample, 10 s into the load: right after readiness not every worker
+    # has necessarily been forked yet (seen: 1 of 2), and a just-forked worker has touched little.
+    rss_start = rss_samples[0][1] if rss_samples else rss_end
     per_worker_log = pids_from_log(log.read_text(errors="replace").splitlines())
     per_worker = Counter(per_worker_log) if per_worker_log is not None else counts_from_metrics_dir(metrics_dir)
-    lat = sorted(tally.latencies)
     result = {
-        "sent": tally.sent,
-        "answered": tally.answered,
-        "rps": tally.answered / elapsed,
-        "by_status": dict(sorted(tally.by_status.items())),
-        "by_kind_status": dict(sorted(tally.by_kind_status.items())),
-        "5xx": sum(n for s, n in tally.by_status.items() if s >= 500),
-        "socket_errors": sum(tally.socket_errors.values()),
-        "socket_error_kinds": dict(tally.socket_errors),
-        "unexpected": dict(tally.unexpected),
-        "p50_ms": statistics.median(lat) * 1000 if lat else 0.0,
-        "p99_ms": percentile(lat, 99) * 1000 if lat else 0.0,
+        **tally.summary(),
+        "workers": workers,
         "workers_seen": len(per_worker),
         "per_worker_source": "request log pid" if per_worker_log is not None else "metrics files per pid",
         "per_worker": {str(pid): n for pid, n in sorted(per_worker.items())},
+        "busiest_worker_share": busiest_shares,
         "rss_start_mib": rss_start,
         "rss_end_mib": rss_end,
         "rss_growth_pct": (rss_end / rss_start - 1) * 100 if rss_start else 0.0,
         "rss_samples": rss_samples,
+        "rss_max_mib": max((x[1] for x in rss_samples), default=rss_end),
         # the probe's requests before the soak are subtracted; the soak's own are all POSTs
         "metrics_requests": _metric_sum(metrics, "flask_http_request_total", method="POST") - base,
         "metrics_predictions": _metric_sum(metrics, "reviewserve_predictions_total") - base_predictions,
         "metrics_request_reviews_count": _metric_sum(metrics, "reviewserve_request_reviews_count") - base_req_reviews,
-        "reviews_scored": tally.reviews_scored,
-        "ok_prediction_requests": tally.ok_prediction_requests,
     }
     data = {
         "command": "make bench-soak",
