@@ -25,8 +25,20 @@ class GroupCollector(Collector):
         self.stream = stream
         self.groups = groups
 
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        """The metric families, without asking the broker (registration must not block on it)."""
+        return self._families([])
+
     def collect(self) -> Iterator[GaugeMetricFamily]:
         """``reviewserve_stream_group_pending`` and ``reviewserve_stream_group_lag`` per group."""
+        try:
+            infos = list(self.groups())
+        except Exception as exc:  # a scrape must not fail because the broker is down
+            log.warning("cannot read consumer groups for metrics: %s", exc)
+            infos = []
+        return self._families(infos)
+
+    def _families(self, infos: Sequence[GroupInfo]) -> Iterator[GaugeMetricFamily]:
         pending = GaugeMetricFamily(
             "reviewserve_stream_group_pending",
             "Messages delivered to the group's consumers and not yet acknowledged (XINFO GROUPS pending).",
@@ -37,11 +49,6 @@ class GroupCollector(Collector):
             "Messages in the stream not yet delivered to the group (XINFO GROUPS lag).",
             labels=["stream", "group"],
         )
-        try:
-            infos = self.groups()
-        except Exception as exc:  # a scrape must not fail because the broker is down
-            log.warning("cannot read consumer groups for metrics: %s", exc)
-            infos = []
         for info in infos:
             pending.add_metric([self.stream, info.name], info.pending)
             if info.lag is not None:

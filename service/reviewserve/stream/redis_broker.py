@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import redis
-from redis.backoff import ExponentialBackoff
+from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.retry import Retry
 
 from reviewserve.stream.broker import Completed, DeadLetter, GroupInfo, Message, Result
@@ -96,13 +96,17 @@ class RedisBroker:
             retry_on_error=[redis.ConnectionError, redis.TimeoutError],
         )
         self._complete = self.client.register_script(COMPLETE_SCRIPT)
+        # Probes (readiness) answer within a kubelet's timeout: short timeouts, no retries.
+        self.probe_client = redis.Redis.from_url(
+            url, socket_timeout=1.0, socket_connect_timeout=1.0, retry=Retry(NoBackoff(), 0)
+        )
 
     # ------------------------------------------------------------------ groups ---
 
     def ping(self) -> bool:
         """True when Redis answers PING."""
         try:
-            return bool(self.client.ping())
+            return bool(self.probe_client.ping())
         except redis.RedisError:
             return False
 
@@ -115,8 +119,11 @@ class RedisBroker:
                 raise
 
     def group_exists(self, stream: str, group: str) -> bool:
-        """Whether ``group`` is among XINFO GROUPS of ``stream``."""
-        return any(info.name == group for info in self.groups(stream))
+        """Whether ``group`` is among XINFO GROUPS of ``stream`` (asked with the probe connection)."""
+        try:
+            return any(_text(g["name"]) == group for g in self.probe_client.xinfo_groups(stream))
+        except redis.ResponseError:
+            return False  # no such stream
 
     def groups(self, stream: str) -> list[GroupInfo]:
         """XINFO GROUPS (Redis 7 reports ``lag``); an absent stream has no groups."""
@@ -238,5 +245,6 @@ class RedisBroker:
         return int(self.client.xtrim(stream, minid=cut, approximate=False))
 
     def close(self) -> None:
-        """Close the connection pool."""
+        """Close the connection pools."""
         self.client.close()
+        self.probe_client.close()

@@ -71,13 +71,15 @@ class SqlSink:
     def __init__(self, database_url: str, table: str = "stream_predictions") -> None:
         """Connect and create the table if it does not exist."""
         from sqlalchemy import Column, DateTime, Float, MetaData, String, Table, create_engine, func
+        from sqlalchemy.engine import make_url
         from sqlalchemy.exc import SQLAlchemyError
 
-        connect_args = {"timeout": 30} if database_url.startswith("sqlite") else {}
-        self.engine = create_engine(database_url, pool_pre_ping=True, connect_args=connect_args)
-        dialect = self.engine.dialect.name
+        dialect = make_url(database_url).get_backend_name()
         if dialect not in ("sqlite", "postgresql"):
             raise ValueError(f"--database-url: dialect {dialect!r} is not supported (use sqlite or postgresql)")
+        # SQLite: several archiver processes may share one file; wait for its lock instead of failing.
+        connect_args = {"timeout": 30} if dialect == "sqlite" else {}
+        self.engine = create_engine(database_url, pool_pre_ping=True, connect_args=connect_args)
         self.table = Table(
             table,
             MetaData(),
