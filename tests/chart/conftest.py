@@ -49,7 +49,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 def _tools_present() -> bool:
     """Whether everything install-tools.sh provides (except promtool) is already there."""
-    return all(p.exists() for p in (*HELMS.values(), CHECKOV, CRD_MODULES / "@kubernetes-models"))
+    crds = [CRD_MODULES / "@kubernetes-models" / pkg / "package.json" for pkg in ("prometheus-operator", "keda")]
+    return all(p.exists() for p in (*HELMS.values(), CHECKOV, *crds))
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,11 @@ CI_VALUES = sorted(
 )
 HELMS = ("helm3", "helm4")
 K8S_VERSIONS = ("1.29.0", "1.30.0", "1.31.0", "1.32.0", "1.33.0", "1.34.0", "1.35.0")
-CRD_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor"), ("monitoring.coreos.com/v1", "PrometheusRule")}
+CRD_KINDS = {
+    ("monitoring.coreos.com/v1", "ServiceMonitor"),
+    ("monitoring.coreos.com/v1", "PrometheusRule"),
+    ("keda.sh/v1alpha1", "ScaledObject"),
+}
 
 EXPECTED_KINDS: dict[str, set[str]] = {
     "default-values.yaml": {"ConfigMap", "Deployment", "Ingress", "Pod", "PodDisruptionBudget", "Service"}
@@ -33,11 +37,16 @@ EXPECTED_KINDS: dict[str, set[str]] = {
     }
     | {"ServiceAccount", "HorizontalPodAutoscaler", "NetworkPolicy", "ServiceMonitor", "PrometheusRule"},
     "minimal-values.yaml": {"ConfigMap", "Deployment", "Pod", "Service"},
+    # The stream consumers (issue 9): their Deployment plus HPA / KEDA ScaledObject / dev Redis.
+    "stream-on-values.yaml": {"ConfigMap", "Deployment", "Ingress", "Pod", "PodDisruptionBudget", "Service"}
+    | {"ServiceAccount", "HorizontalPodAutoscaler", "NetworkPolicy"},
+    "stream-kind-values.yaml": {"ConfigMap", "Deployment", "Ingress", "Pod", "PodDisruptionBudget", "Service"}
+    | {"ServiceAccount", "ScaledObject", "Secret", "NetworkPolicy"},
 }
 
 
 def test_ci_values_files_present() -> None:
-    """The four documented value sets exist (and nothing else hides in ci/)."""
+    """The documented value sets exist (and nothing else hides in ci/)."""
     assert set(CI_VALUES) == set(EXPECTED_KINDS)
 
 
@@ -121,6 +130,20 @@ def test_crd_resources_match_crd_schemas(kit: Any) -> None:
     code, results = _validate_crds(kit, docs)
     assert code == 0, results
     assert [r["ok"] for r in results] == [True, True]
+
+
+def test_scaled_object_matches_keda_crd_schema(kit: Any) -> None:
+    """The stream consumers' KEDA ScaledObject validates against KEDA's CRD schema."""
+    docs = [d for d in kit.render(("stream-kind-values.yaml",)) if d["kind"] == "ScaledObject"]
+    assert len(docs) == 1
+    code, results = _validate_crds(kit, docs)
+    assert code == 0, results
+    bad = json.loads(json.dumps(docs[0]))
+    bad["spec"]["triggers"][0]["metadata"]["lagCount"] = 200  # KEDA wants strings
+    bad["spec"]["minReplicaCount"] = "1"
+    code, results = _validate_crds(kit, [bad])
+    assert code == 1 and not results[0]["ok"]
+    assert "lagCount must be string" in results[0]["error"], results
 
 
 def test_crd_validator_catches_errors(kit: Any) -> None:

@@ -1,5 +1,6 @@
-// Validate Prometheus Operator custom resources (ServiceMonitor, PrometheusRule) against the
-// schemas generated from their CRDs (npm @kubernetes-models/prometheus-operator).
+// Validate custom resources against the schemas generated from their CRDs: Prometheus Operator
+// (ServiceMonitor, PrometheusRule; npm @kubernetes-models/prometheus-operator) and KEDA
+// (ScaledObject; npm @kubernetes-models/keda).
 // Usage: node validate_crds.mjs <node_modules dir>  < resources.json   (a JSON array)
 // Prints one JSON line per resource: {"kind", "name", "ok", "error"}; exits 1 if any is invalid.
 import { readFileSync } from "node:fs";
@@ -11,11 +12,14 @@ if (!modulesDir) {
   console.error("usage: node validate_crds.mjs <node_modules dir> < resources.json");
   process.exit(2);
 }
-const base = path.join(modulesDir, "@kubernetes-models", "prometheus-operator", "monitoring.coreos.com", "v1");
-const load = async (kind) => (await import(pathToFileURL(path.join(base, `${kind}.js`)).href))[kind];
+const load = async (pkg, group, kind) => {
+  const file = path.join(modulesDir, "@kubernetes-models", pkg, ...group.split("/"), `${kind}.js`);
+  return (await import(pathToFileURL(file).href))[kind];
+};
 const models = {
-  "monitoring.coreos.com/v1/ServiceMonitor": await load("ServiceMonitor"),
-  "monitoring.coreos.com/v1/PrometheusRule": await load("PrometheusRule"),
+  "monitoring.coreos.com/v1/ServiceMonitor": await load("prometheus-operator", "monitoring.coreos.com/v1", "ServiceMonitor"),
+  "monitoring.coreos.com/v1/PrometheusRule": await load("prometheus-operator", "monitoring.coreos.com/v1", "PrometheusRule"),
+  "keda.sh/v1alpha1/ScaledObject": await load("keda", "keda.sh/v1alpha1", "ScaledObject"),
 };
 
 const resources = JSON.parse(readFileSync(0, "utf8"));

@@ -227,6 +227,4 @@ NOUNS = ["battery", "screen", "service", "sound", "case", "charger", "app", "foo
 def reviews(count: int, tag: str = "", words: int = 0) -> list[str]:
     """``count`` distinct, realistic-enough review lines (``words`` extra filler words make them longer)."""
     filler = " ".join(NOUNS[i % len(NOUNS)] for i in range(words))
-    return [
-        f"{tag}{i}: the {NOUNS[i % 10]} is {ADJECTIVES[(i // 10) % 10]} {filler}".rstrip() for i in range(count)
-    ]
+    return [f"{tag}{i}: the {NOUNS[i % 10]} is {ADJECTIVES[(i // 10) % 10]} {filler}".rstrip() for i in range(count)]

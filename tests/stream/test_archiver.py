@@ -26,9 +26,7 @@ def _rows(url: str) -> dict[str, tuple[str, float, float, str]]:
     return {row[0]: (row[1], row[2], row[3], row[4]) for row in rows}
 
 
-def test_archiver_group_has_the_same_results_in_sql(
-    procs: Procs, r: redis.Redis, keys: Keys, tmp_path: Path
-) -> None:
+def test_archiver_group_has_the_same_results_in_sql(procs: Procs, r: redis.Redis, keys: Keys, tmp_path: Path) -> None:
     """Groups `scorers` (results stream) and `archiver` (SQLite) both get every message: same results."""
     database = f"sqlite:///{tmp_path / 'archive.db'}"
     scorer = procs.consumer("s1", "scorers", wait=False)

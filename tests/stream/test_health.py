@@ -40,9 +40,10 @@ def test_ready_alive_and_metrics(procs: Procs, r: redis.Redis, keys: Keys) -> No
     assert requests.get(consumer.url + "/nope", timeout=5).status_code == 404
     # Another group's backlog shows up in the gauges too (XINFO GROUPS covers every group).
     r.xgroup_create(keys.stream, "idle", id="0")
-    assert f'reviewserve_stream_group_lag{{group="idle",stream="{keys.stream}"}} 1.0' in requests.get(
-        consumer.url + "/metrics", timeout=5
-    ).text
+    assert (
+        f'reviewserve_stream_group_lag{{group="idle",stream="{keys.stream}"}} 1.0'
+        in requests.get(consumer.url + "/metrics", timeout=5).text
+    )
     assert consumer.terminate() == 0
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import sys
 from dataclasses import asdict
@@ -31,6 +32,13 @@ def _common(func: Any) -> Any:
         show_envvar=True,
         help="Input stream of reviews (field `review`).",
     )(func)
+    func = click.option(
+        "--redis-url-file",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        envvar="REDIS_URL_FILE",
+        show_envvar=True,
+        help="Read the Redis URL from this file instead (a mounted Secret); wins over --redis-url.",
+    )(func)
     return click.option(
         "--redis-url",
         default=DEFAULT_REDIS_URL,
@@ -39,6 +47,16 @@ def _common(func: Any) -> Any:
         show_envvar=True,
         help="Redis to connect to (redis:// or rediss://, may carry user:password).",
     )(func)
+
+
+def _url(url: str | None, url_file: Path | None) -> str | None:
+    """The URL from ``url_file`` (stripped) when given, else ``url``."""
+    if url_file is None:
+        return url
+    text = url_file.read_text(encoding="utf-8").strip()
+    if not text:
+        raise click.BadParameter(f"{url_file} is empty", param_hint="URL file")
+    return text
 
 
 def _broker(redis_url: str, block_ms: int = 1000) -> Any:
@@ -88,7 +106,14 @@ def stream() -> None:
 )
 @click.option("--no-trim", is_flag=True, help="Do not trim entries every group has acknowledged.")
 def produce(
-    files: tuple[str, ...], redis_url: str, stream: str, fmt: str, max_lag: int, chunk_size: int, no_trim: bool
+    files: tuple[str, ...],
+    redis_url: str,
+    redis_url_file: Path | None,
+    stream: str,
+    fmt: str,
+    max_lag: int,
+    chunk_size: int,
+    no_trim: bool,
 ) -> None:
     """Push reviews from FILES (or stdin) into the stream; print a JSON summary.
 
@@ -99,6 +124,7 @@ def produce(
     from reviewserve.stream.producer import BadLine, Producer, Skipped, read_lines
 
     configure_logging("WARNING")
+    redis_url = _url(redis_url, redis_url_file) or redis_url
     broker = _broker(redis_url)
     producer = Producer(broker, stream, max_lag=max_lag, chunk_size=chunk_size, trim=not no_trim)
     skipped: list[Skipped] = []
@@ -175,6 +201,13 @@ def produce(
     help="SQLAlchemy URL for --sink sql, e.g. sqlite:///archive.db or postgresql+psycopg://u:p@host/db.",
 )
 @click.option(
+    "--database-url-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    envvar="DATABASE_URL_FILE",
+    show_envvar=True,
+    help="Read the database URL from this file instead (a mounted Secret).",
+)
+@click.option(
     "--table",
     default="stream_predictions",
     show_default=True,
@@ -236,6 +269,7 @@ def produce(
 )
 def consume(
     redis_url: str,
+    redis_url_file: Path | None,
     stream: str,
     group: str,
     consumer: str,
@@ -243,6 +277,7 @@ def consume(
     dead_letter: str,
     sink: str,
     database_url: str | None,
+    database_url_file: Path | None,
     table: str,
     batch_size: int,
     block_ms: int,
@@ -256,6 +291,9 @@ def consume(
     Reads batches, scores each with one Predictor call, writes each result (or dead letter) and
     acknowledges it atomically. Serves /healthz, /readyz and /metrics on --health-port.
     """
+    # One process, one registry: the image's multiprocess setting is for gunicorn's workers only
+    # (prometheus_client reads it when first imported).
+    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
     from prometheus_client import CollectorRegistry
 
     from reviewserve.cli import _settings
@@ -268,6 +306,8 @@ def consume(
 
     settings = _settings()
     configure_logging(settings.log_level)
+    redis_url = _url(redis_url, redis_url_file) or redis_url
+    database_url = _url(database_url, database_url_file)
     if sink == "sql" and not database_url:
         raise click.UsageError("--sink sql needs --database-url (or DATABASE_URL)")
     try:
@@ -334,8 +374,9 @@ def _sql_errors(sink: str) -> tuple[type[BaseException], ...]:
 
 @stream.command()
 @_common
-def groups(redis_url: str, stream: str) -> None:
+def groups(redis_url: str, redis_url_file: Path | None, stream: str) -> None:
     """Print the stream's consumer groups (consumers, pending, lag) as JSON lines."""
+    redis_url = _url(redis_url, redis_url_file) or redis_url
     broker = _broker(redis_url)
     try:
         for info in broker.groups(stream):

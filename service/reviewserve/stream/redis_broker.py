@@ -169,9 +169,7 @@ class RedisBroker:
         entries = [(_text(i), fields or None) for i, fields in reply[1]]
         return self._with_deliveries(stream, group, consumer, entries)
 
-    def _with_deliveries(
-        self, stream: str, group: str, consumer: str, entries: list[tuple[str, Any]]
-    ) -> list[Message]:
+    def _with_deliveries(self, stream: str, group: str, consumer: str, entries: list[tuple[str, Any]]) -> list[Message]:
         """Attach each message's delivery count (XPENDING of the one id, for this consumer)."""
         if not entries:
             return []
