@@ -9,7 +9,7 @@ ifneq ($(WORKERS),)
 export WORKERS
 endif
 
-.PHONY: help run dev test lint unit install install-dev lock clean bench tools chart-test kind-up kind-deploy kind-e2e kind-down
+.PHONY: help run dev test lint unit install install-dev lock clean bench bench-stream tools chart-test kind-up kind-deploy kind-e2e kind-down
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -47,6 +47,9 @@ test: install-dev tools lint ## Everything: lint, unit, real gunicorn, chart, Do
 
 bench: install-dev ## Benchmark: in-process latency, batching gain, HTTP throughput, shared memory
 	$(BIN)/python benchmarks/predict_latency.py --out benchmarks/results.json
+
+bench-stream: install-dev ## Streaming benchmark: in-process vs end-to-end messages/s (1, 2 consumers), latency
+	$(BIN)/python benchmarks/stream_throughput.py --out benchmarks/stream_results.json
 
 tools: ## helm 3 + 4, checkov, promtool, CRD validators into .tools/ (the tests do this when needed)
 	bash k8s/scripts/install-tools.sh
