@@ -228,3 +228,57 @@ def reviews(count: int, tag: str = "", words: int = 0) -> list[str]:
     """``count`` distinct, realistic-enough review lines (``words`` extra filler words make them longer)."""
     filler = " ".join(NOUNS[i % len(NOUNS)] for i in range(words))
     return [f"{tag}{i}: the {NOUNS[i % 10]} is {ADJECTIVES[(i // 10) % 10]} {filler}".rstrip() for i in range(count)]
+
+
+PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A private PostgreSQL 15 (fsync off) on a free port; its SQLAlchemy URL (psycopg 3)."""
+    import pwd
+    import tempfile
+
+    if not (PG_BIN / "initdb").exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PostgreSQL is required on CI: {PG_BIN}/initdb not found")
+        pytest.skip(f"PostgreSQL not installed ({PG_BIN})")
+    # initdb refuses root: as root, run initdb and the server as the postgres user (a direct child,
+    # so signals reach it).
+    as_user: dict[str, int] = {}
+    # Not under pytest's tmp dir: that is private to root, and the server may run as postgres.
+    workdir = Path(tempfile.mkdtemp(prefix="reviewserve-stream-pg-"))
+    data = workdir / "data"
+    if os.geteuid() == 0:
+        user = pwd.getpwnam("postgres")
+        os.chown(workdir, user.pw_uid, user.pw_gid)
+        as_user = {"user": user.pw_uid, "group": user.pw_gid}
+    subprocess.run(
+        [str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync"],
+        check=True,
+        capture_output=True,
+        cwd=workdir,
+        **as_user,  # type: ignore[arg-type]
+    )
+    port = free_port()
+    log = workdir / "postgres.log"
+    cmd = [str(PG_BIN / "postgres"), "-D", str(data), "-p", str(port), "-k", str(workdir)]
+    cmd += ["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", f"log_directory={workdir}"]
+    with log.open("wb") as out:
+        process = subprocess.Popen(cmd, stdout=out, stderr=out, cwd=workdir, **as_user)  # type: ignore[call-overload]
+
+    def ready() -> bool:
+        probe = [str(PG_BIN / "pg_isready"), "-h", "127.0.0.1", "-p", str(port)]
+        return subprocess.run(probe, capture_output=True, check=False).returncode == 0
+
+    try:
+        wait_until(ready, 60, "PostgreSQL to accept connections", interval=0.2)
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        process.send_signal(signal.SIGINT)  # fast shutdown
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        shutil.rmtree(workdir, ignore_errors=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pytest
@@ -26,9 +27,22 @@ def _rows(url: str) -> dict[str, tuple[str, float, float, str]]:
     return {row[0]: (row[1], row[2], row[3], row[4]) for row in rows}
 
 
-def test_archiver_group_has_the_same_results_in_sql(procs: Procs, r: redis.Redis, keys: Keys, tmp_path: Path) -> None:
-    """Groups `scorers` (results stream) and `archiver` (SQLite) both get every message: same results."""
-    database = f"sqlite:///{tmp_path / 'archive.db'}"
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty archive database: a SQLite file, or a fresh database on the test PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'archive.db'}"
+    server: str = request.getfixturevalue("postgres_url")
+    name = f"archive_{uuid.uuid4().hex[:12]}"
+    engine = sa.create_engine(server, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    return server.rsplit("/", 1)[0] + f"/{name}"
+
+
+def test_archiver_group_has_the_same_results_in_sql(procs: Procs, r: redis.Redis, keys: Keys, database: str) -> None:
+    """Groups `scorers` (results stream) and `archiver` (SQLite / PostgreSQL) get every message: same results."""
     scorer = procs.consumer("s1", "scorers", wait=False)
     archivers = [
         procs.consumer(f"a{i}", "archiver", "--sink", "sql", "--database-url", database, wait=False) for i in range(2)
@@ -36,7 +50,7 @@ def test_archiver_group_has_the_same_results_in_sql(procs: Procs, r: redis.Redis
     for proc in (scorer, *archivers):
         proc.wait_ready()
     r.xadd(keys.stream, {"review": " "})  # a poison message: dead-lettered by each group
-    producer = procs.producer("p", reviews(700))
+    producer = procs.producer("p", reviews(300))
     assert producer.process.wait(timeout=60) == 0, producer.log()
 
     def drained() -> bool:
@@ -47,7 +61,7 @@ def test_archiver_group_has_the_same_results_in_sql(procs: Procs, r: redis.Redis
         f["source_id"]: (f["label"], float(f["probability"]), float(f["positive_probability"]), f["model_version"])
         for _, f in r.xrange(keys.results)
     }
-    assert len(streamed) == r.xlen(keys.results) == 700
+    assert len(streamed) == r.xlen(keys.results) == 300
     assert _rows(database) == streamed, "the archive holds exactly the results stream's results"
     dead = [(f["group"], f["reason"].split(":")[0]) for _, f in r.xrange(keys.dead)]
     assert sorted(dead) == [("archiver", "empty_review"), ("scorers", "empty_review")]
@@ -55,9 +69,9 @@ def test_archiver_group_has_the_same_results_in_sql(procs: Procs, r: redis.Redis
         assert proc.terminate() == 0, proc.log()
 
 
-def test_sql_sink_is_idempotent_on_the_message_id(redis_server: RedisServer, keys: Keys, tmp_path: Path) -> None:
+def test_sql_sink_is_idempotent_on_the_message_id(redis_server: RedisServer, keys: Keys, database: str) -> None:
     """Writing the same results again (a redelivery after a crash between commit and ack) adds no row."""
-    url = f"sqlite:///{tmp_path / 'a.db'}"
+    url = database
     broker = RedisBroker(redis_server.url)
     broker.ensure_group(keys.stream, "archiver")
     client = redis_server.client()
