@@ -83,7 +83,9 @@ def test_kill_9_mid_batch_pending_claimed_and_scored_once(procs: Procs, r: redis
     before = result_counts(r, keys)
     assert not any(before[i] for i in orphaned), "the killed batch had not been acknowledged"
 
-    rescuer = procs.consumer("rescuer", "scorers", "--batch-size", "200", "--claim-idle-ms", "1000")
+    rescuer = procs.consumer(
+        "rescuer", "scorers", "--batch-size", "200", "--claim-idle-ms", "1000", "--forget-consumers-after-ms", "3000"
+    )
     wait_until(lambda: r.xlen(keys.results) >= total, 180, f"{total} results")
     counts = result_counts(r, keys)
     assert set(counts) == {i for i, _ in r.xrange(keys.stream)}
@@ -91,6 +93,10 @@ def test_kill_9_mid_batch_pending_claimed_and_scored_once(procs: Procs, r: redis
     assert all(counts[i] == 1 for i in orphaned)
     assert r.xpending(keys.stream, "scorers")["pending"] == 0
     assert metric(rescuer.url, 'reviewserve_stream_messages_total{outcome="duplicate"}') == 0
+    # The dead victims, their entries claimed, are forgotten by the group; the rescuer stays.
+    wait_until(
+        lambda: [c["name"] for c in r.xinfo_consumers(keys.stream, "scorers")] == ["rescuer"], 30, "victims forgotten"
+    )
     assert rescuer.terminate() == 0
     assert "claimed" in rescuer.log()
 

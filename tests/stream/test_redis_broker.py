@@ -113,3 +113,23 @@ def test_trim_only_what_every_group_acknowledged(redis_server: RedisServer, r: r
     assert [i for i, _ in r.xrange(keys.stream)] == ids[11:], "trimmed up to slow's last-delivered id"
     unread = broker.read(keys.stream, "slow", "c", count=20, block_ms=100)
     assert [m.id for m in unread] == ids[12:], "no undelivered entry was trimmed"
+
+
+def test_forget_only_idle_consumers_with_nothing_pending(
+    redis_server: RedisServer, r: redis.Redis, keys: Keys
+) -> None:
+    """Gone consumers (idle, nothing pending) are removed; one holding a message never is."""
+    broker = RedisBroker(redis_server.url)
+    broker.ensure_group(keys.stream, "g")
+    _add(r, keys.stream, 2)
+    broker.read(keys.stream, "g", "gone", count=1, block_ms=100)  # its message is claimed away below
+    broker.read(keys.stream, "g", "holder", count=1, block_ms=100)  # keeps one pending
+    broker.claim_stale(keys.stream, "g", "me", min_idle_ms=0, count=1)
+    assert {c["name"]: c["pending"] for c in r.xinfo_consumers(keys.stream, "g")} == {"holder": 1, "gone": 0, "me": 1}
+    assert broker.forget_idle_consumers(keys.stream, "g", min_idle_ms=60_000, keep="me") == []
+    import time
+
+    time.sleep(0.3)
+    assert broker.forget_idle_consumers(keys.stream, "g", min_idle_ms=200, keep="me") == ["gone"]
+    assert sorted(c["name"] for c in r.xinfo_consumers(keys.stream, "g")) == ["holder", "me"]
+    assert r.xpending(keys.stream, "g")["pending"] == 2

@@ -126,6 +126,10 @@ class Broker(Protocol):
         """Every consumer group of ``stream`` (empty when the stream does not exist)."""
         ...
 
+    def forget_idle_consumers(self, stream: str, group: str, min_idle_ms: int, keep: str) -> list[str]:
+        """Remove the group's consumers idle that long with nothing pending (atomically checked); not ``keep``."""
+        ...
+
     def add(self, stream: str, entries: Sequence[Mapping[str, str]]) -> list[str]:
         """Append entries; return their ids."""
         ...

@@ -252,6 +252,15 @@ def produce(
     help="Dead-letter a message delivered more often than this.",
 )
 @click.option(
+    "--forget-consumers-after-ms",
+    type=click.IntRange(min=0),
+    default=3_600_000,
+    show_default=True,
+    envvar="STREAM_FORGET_CONSUMERS_AFTER_MS",
+    show_envvar=True,
+    help="Remove consumers of the group idle this long with nothing pending (gone pods); 0: never.",
+)
+@click.option(
     "--health-port",
     type=click.IntRange(0, 65535),
     default=9697,
@@ -283,6 +292,7 @@ def consume(
     block_ms: int,
     claim_idle_ms: int,
     max_deliveries: int,
+    forget_consumers_after_ms: int,
     health_port: int,
     model_dir: Path | None,
 ) -> None:
@@ -328,6 +338,7 @@ def consume(
         block_ms=block_ms,
         claim_idle_ms=claim_idle_ms,
         max_deliveries=max_deliveries,
+        forget_consumers_after_ms=forget_consumers_after_ms,
         transient_errors=(*_redis_errors(), *_sql_errors(sink)),
     )
     registry = CollectorRegistry(auto_describe=True)

@@ -36,6 +36,7 @@ class ConsumerConfig:
     block_ms: int = 1000
     claim_idle_ms: int = 30_000
     max_deliveries: int = 5
+    forget_consumers_after_ms: int = 3_600_000  # 0: never remove idle consumers from the group
     transient_errors: tuple[type[BaseException], ...] = field(default=(ConnectionError, TimeoutError))
 
     @property
@@ -131,6 +132,13 @@ class Consumer:
                 self.totals.claimed += len(claimed)
                 log.info("claimed %d stale messages", len(claimed), extra={"first": claimed[0].id})
                 return claimed
+            if cfg.forget_consumers_after_ms:
+                # Every pod is a consumer named after it: forget those long gone (nothing pending).
+                gone = self.broker.forget_idle_consumers(
+                    route.stream, route.group, cfg.forget_consumers_after_ms, keep=cfg.consumer
+                )
+                if gone:
+                    log.info("removed %d idle consumers with nothing pending", len(gone), extra={"consumers": gone})
         return self.broker.read(route.stream, route.group, cfg.consumer, cfg.batch_size, cfg.block_ms)
 
     # ------------------------------------------------------------------- batch ---

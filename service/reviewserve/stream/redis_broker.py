@@ -68,6 +68,19 @@ end
 return {results, dead, acked, duplicates}
 """
 
+# KEYS: input stream. ARGV: group, consumer names. Deletes each consumer only if it has nothing
+# pending at that instant (XGROUP DELCONSUMER would drop its pending entries: never lose one).
+FORGET_SCRIPT = """
+local removed = {}
+for i = 2, #ARGV do
+  if #redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[i]) == 0 then
+    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[i])
+    table.insert(removed, ARGV[i])
+  end
+end
+return removed
+"""
+
 LAG_FALLBACK_CAP = 100_000  # when Redis cannot compute a group's lag, count at most this many entries
 
 
@@ -96,6 +109,7 @@ class RedisBroker:
             retry_on_error=[redis.ConnectionError, redis.TimeoutError],
         )
         self._complete = self.client.register_script(COMPLETE_SCRIPT)
+        self._forget = self.client.register_script(FORGET_SCRIPT)
         # Probes (readiness) answer within a kubelet's timeout: short timeouts, no retries.
         self.probe_client = redis.Redis.from_url(
             url, socket_timeout=1.0, socket_connect_timeout=1.0, retry=Retry(NoBackoff(), 0)
@@ -149,6 +163,17 @@ class RedisBroker:
                 )
             )
         return out
+
+    def forget_idle_consumers(self, stream: str, group: str, min_idle_ms: int, keep: str) -> list[str]:
+        """Remove consumers idle for ``min_idle_ms`` with nothing pending (pods long gone); not ``keep``."""
+        names = [
+            _text(c["name"])
+            for c in self.client.xinfo_consumers(stream, group)
+            if int(c["pending"]) == 0 and int(c["idle"]) >= min_idle_ms and _text(c["name"]) != keep
+        ]
+        if not names:
+            return []
+        return [_text(n) for n in self._forget(keys=[stream], args=[group, *names])]
 
     # ----------------------------------------------------------------- reading ---
 
