@@ -109,3 +109,13 @@ def test_health_port_in_use_is_named() -> None:
         proc = _cli("consume", "--group", "g", "--consumer", "c", "--health-port", str(port))
     assert proc.returncode == 1
     assert f"--health-port {port}" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_wrong_key_type_is_named(procs: Procs, r: redis.Redis, keys: Keys) -> None:
+    """A key that is not a stream: producer and consumer say so and exit 1, no traceback."""
+    r.set(keys.stream, "not a stream")
+    producer = procs.producer("p", ["a review"])
+    consumer = procs.consumer("c1", "scorers", wait=False)
+    for proc in (producer, consumer):
+        assert proc.process.wait(timeout=60) == 1
+        assert "Redis refused: WRONGTYPE" in proc.log() and "Traceback" not in proc.log()

@@ -71,6 +71,13 @@ def _redis_errors() -> tuple[type[BaseException], ...]:
     return (redis.ConnectionError, redis.TimeoutError)
 
 
+def _redis_refusals() -> tuple[type[BaseException], ...]:
+    """Errors Redis answers with (wrong key type, missing group, auth): reported, not a traceback."""
+    import redis
+
+    return (redis.ResponseError, redis.AuthenticationError)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def stream() -> None:
     """Streaming predictions over Redis Streams: produce reviews, consume them in groups."""
@@ -141,6 +148,8 @@ def produce(
         producer.send(reviews())
     except _redis_errors() as exc:
         raise click.ClickException(f"cannot reach Redis at {redis_url}: {exc}") from None
+    except _redis_refusals() as exc:
+        raise click.ClickException(f"Redis refused: {exc}") from None
     except (BadLine, UnicodeDecodeError, ValueError) as exc:
         raise click.ClickException(f"after {producer.produced} reviews: {exc}") from None
     finally:
@@ -368,6 +377,8 @@ def consume(
         signal.signal(signum, lambda *_: worker.request_stop())
     try:
         worker.run()
+    except _redis_refusals() as exc:  # e.g. the key is not a stream, the group was destroyed
+        raise click.ClickException(f"Redis refused: {exc}") from None
     finally:
         if health:
             health.stop()
@@ -394,5 +405,7 @@ def groups(redis_url: str, redis_url_file: Path | None, stream: str) -> None:
             click.echo(json.dumps(asdict(info)))
     except _redis_errors() as exc:
         raise click.ClickException(f"cannot reach Redis at {redis_url}: {exc}") from None
+    except _redis_refusals() as exc:
+        raise click.ClickException(f"Redis refused: {exc}") from None
     finally:
         broker.close()
