@@ -110,6 +110,7 @@ class RedisBroker:
         )
         self._complete = self.client.register_script(COMPLETE_SCRIPT)
         self._forget = self.client.register_script(FORGET_SCRIPT)
+        self._claim_cursor: dict[tuple[str, str], str] = {}
         # Probes (readiness) answer within a kubelet's timeout: short timeouts, no retries.
         self.probe_client = redis.Redis.from_url(
             url, socket_timeout=1.0, socket_connect_timeout=1.0, retry=Retry(NoBackoff(), 0)
@@ -189,8 +190,14 @@ class RedisBroker:
         return self._with_deliveries(stream, group, consumer, entries)
 
     def claim_stale(self, stream: str, group: str, consumer: str, min_idle_ms: int, count: int) -> list[Message]:
-        """XAUTOCLAIM: take over messages idle for ``min_idle_ms`` (e.g. of a dead consumer)."""
-        reply = self.client.xautoclaim(stream, group, consumer, min_idle_ms, "0-0", count=count)
+        """XAUTOCLAIM: take over messages idle for ``min_idle_ms`` (e.g. of a dead consumer).
+
+        Successive calls walk the whole pending list with XAUTOCLAIM's cursor (one call inspects
+        a bounded part of it), starting over once it wraps.
+        """
+        start = self._claim_cursor.get((stream, group), "0-0")
+        reply = self.client.xautoclaim(stream, group, consumer, min_idle_ms, start, count=count)
+        self._claim_cursor[(stream, group)] = _text(reply[0])
         entries = [(_text(i), fields or None) for i, fields in reply[1]]
         return self._with_deliveries(stream, group, consumer, entries)
 
