@@ -20,6 +20,7 @@ CRD_KINDS = {
     ("monitoring.coreos.com/v1", "ServiceMonitor"),
     ("monitoring.coreos.com/v1", "PrometheusRule"),
     ("keda.sh/v1alpha1", "ScaledObject"),
+    ("monitoring.coreos.com/v1", "PodMonitor"),
 }
 
 EXPECTED_KINDS: dict[str, set[str]] = {
@@ -39,7 +40,7 @@ EXPECTED_KINDS: dict[str, set[str]] = {
     "minimal-values.yaml": {"ConfigMap", "Deployment", "Pod", "Service"},
     # The stream consumers (issue 9): their Deployment plus HPA / KEDA ScaledObject / dev Redis.
     "stream-on-values.yaml": {"ConfigMap", "Deployment", "Ingress", "Pod", "PodDisruptionBudget", "Service"}
-    | {"ServiceAccount", "HorizontalPodAutoscaler", "NetworkPolicy"},
+    | {"ServiceAccount", "HorizontalPodAutoscaler", "NetworkPolicy", "ServiceMonitor", "PodMonitor"},
     "stream-kind-values.yaml": {"ConfigMap", "Deployment", "Ingress", "Pod", "PodDisruptionBudget", "Service"}
     | {"ServiceAccount", "ScaledObject", "Secret", "NetworkPolicy"},
 }
@@ -133,10 +134,14 @@ def test_crd_resources_match_crd_schemas(kit: Any) -> None:
 
 
 def test_scaled_object_matches_keda_crd_schema(kit: Any) -> None:
-    """The stream consumers' KEDA ScaledObject validates against KEDA's CRD schema."""
+    """The stream consumers' KEDA ScaledObject (and PodMonitor) validate against their CRD schemas."""
     docs = [d for d in kit.render(("stream-kind-values.yaml",)) if d["kind"] == "ScaledObject"]
     assert len(docs) == 1
     code, results = _validate_crds(kit, docs)
+    assert code == 0, results
+    monitors = [d for d in kit.render(("stream-on-values.yaml",)) if (d["apiVersion"], d["kind"]) in CRD_KINDS]
+    assert {d["kind"] for d in monitors} == {"ServiceMonitor", "PodMonitor"}
+    code, results = _validate_crds(kit, monitors)
     assert code == 0, results
     bad = json.loads(json.dumps(docs[0]))
     bad["spec"]["triggers"][0]["metadata"]["lagCount"] = 200  # KEDA wants strings

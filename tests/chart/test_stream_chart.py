@@ -213,3 +213,14 @@ def test_schema_rejects_bad_stream_values(kit: Any, sets: tuple[str, ...], fragm
     assert res.returncode != 0
     assert "values don't meet the specifications of the schema" in res.stderr
     assert fragment in res.stderr
+
+
+def test_pod_monitor_scrapes_the_health_port(kit: Any) -> None:
+    """With metrics.serviceMonitor on, a PodMonitor scrapes /metrics on the consumers' health port."""
+    docs = kit.render(("stream-on-values.yaml",))
+    monitor = kit.one(docs, "PodMonitor", STREAM)
+    assert monitor["spec"]["selector"]["matchLabels"] == STREAM_SELECTOR
+    assert monitor["spec"]["podMetricsEndpoints"][0]["port"] == "health"
+    assert monitor["spec"]["podMetricsEndpoints"][0]["path"] == "/metrics"
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert not kit.by_kind(kit.render(("stream-kind-values.yaml",)), "PodMonitor")

@@ -1,5 +1,5 @@
 // Validate custom resources against the schemas generated from their CRDs: Prometheus Operator
-// (ServiceMonitor, PrometheusRule; npm @kubernetes-models/prometheus-operator) and KEDA
+// (ServiceMonitor, PrometheusRule, PodMonitor; npm @kubernetes-models/prometheus-operator) and KEDA
 // (ScaledObject; npm @kubernetes-models/keda).
 // Usage: node validate_crds.mjs <node_modules dir>  < resources.json   (a JSON array)
 // Prints one JSON line per resource: {"kind", "name", "ok", "error"}; exits 1 if any is invalid.
@@ -19,6 +19,7 @@ const load = async (pkg, group, kind) => {
 const models = {
   "monitoring.coreos.com/v1/ServiceMonitor": await load("prometheus-operator", "monitoring.coreos.com/v1", "ServiceMonitor"),
   "monitoring.coreos.com/v1/PrometheusRule": await load("prometheus-operator", "monitoring.coreos.com/v1", "PrometheusRule"),
+  "monitoring.coreos.com/v1/PodMonitor": await load("prometheus-operator", "monitoring.coreos.com/v1", "PodMonitor"),
   "keda.sh/v1alpha1/ScaledObject": await load("keda", "keda.sh/v1alpha1", "ScaledObject"),
 };
 
