@@ -2,10 +2,12 @@
 
 All in one run, on this machine:
 
-1. in-process: ``Predictor.predict`` over batches of ``--batch-size`` reviews (the ceiling);
+1. in-process: ``Predictor.predict`` over batches of ``--batch-size`` reviews (the ceiling), wall
+   clock and per CPU second;
 2. end-to-end with 1 and 2 ``reviewserve stream consume`` processes: ``--messages`` reviews pushed
    as fast as the producer can (pipelined XADD), timed from the first message's stream id to the
    last result's stream id (both Redis server clock, ms); the ratio to (1) is the figure of merit;
+   (1) and (2) run in ``--rounds`` interleaved rounds and the medians are reported;
 3. latency: a steady rate of half the 2-consumer throughput for ``--seconds``; per message, the
    result's stream id time minus the source message's id time (ms resolution), p50/p99.
 
@@ -22,6 +24,7 @@ import json
 import os
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -227,9 +230,10 @@ def latency(server: RedisServer, texts: list[str], rate: float, seconds: float, 
 def main() -> None:
     """Run the three measurements and print / write them."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--messages", type=int, default=20_000, help="messages per throughput run")
+    parser.add_argument("--messages", type=int, default=10_000, help="messages per throughput run")
     parser.add_argument("--batch-size", type=int, default=64, help="consumer --batch-size and in-process batch")
     parser.add_argument("--seconds", type=float, default=20.0, help="duration of the steady-rate latency run")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the throughput runs (medians)")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     args = parser.parse_args()
 
@@ -240,26 +244,39 @@ def main() -> None:
         workdir = Path(tmp)
         server = RedisServer(workdir)
         try:
-            report["in_process"] = in_process(texts, args.batch_size)
-            report["end_to_end"] = [end_to_end(server, texts, n, args.batch_size, workdir) for n in (1, 2)]
-            best = report["end_to_end"][1]["messages_per_s"]
-            report["latency"] = latency(server, texts, best / 2, args.seconds, args.batch_size, workdir)
+            # Interleaved rounds, medians reported: a busy machine's load changes during a run.
+            rounds = []
+            for _ in range(args.rounds):
+                rounds.append(
+                    {
+                        "in_process": in_process(texts, args.batch_size),
+                        "end_to_end": [end_to_end(server, texts, n, args.batch_size, workdir) for n in (1, 2)],
+                    }
+                )
+            report["rounds"] = rounds
+            ceiling = statistics.median(r["in_process"]["messages_per_s"] for r in rounds)
+            cpu_ceiling = statistics.median(r["in_process"]["messages_per_cpu_s"] for r in rounds)
+            e2e = {n: statistics.median(r["end_to_end"][n - 1]["messages_per_s"] for r in rounds) for n in (1, 2)}
+            report["median"] = {
+                "in_process_per_s": ceiling,
+                "in_process_per_cpu_s": cpu_ceiling,
+                **{f"consumers_{n}_per_s": v for n, v in e2e.items()},
+                **{f"consumers_{n}_ratio_to_in_process": v / ceiling for n, v in e2e.items()},
+                **{f"consumers_{n}_ratio_to_one_core": v / cpu_ceiling for n, v in e2e.items()},
+            }
+            report["latency"] = latency(server, texts, e2e[2] / 2, args.seconds, args.batch_size, workdir)
         finally:
             server.stop()
     report["load_after"] = os.getloadavg()
-    ceiling = report["in_process"]["messages_per_s"]
-    cpu_ceiling = report["in_process"]["messages_per_cpu_s"]
-    for run in report["end_to_end"]:
-        run["ratio_to_in_process"] = run["messages_per_s"] / ceiling
-        run["ratio_to_one_core"] = run["messages_per_s"] / cpu_ceiling
     print(
         f"in-process Predictor, batches of {args.batch_size}: {ceiling:,.0f} messages/s wall clock, "
-        f"{cpu_ceiling:,.0f} per CPU second (one core, uncontended)"
+        f"{cpu_ceiling:,.0f} per CPU second (one core, uncontended); median of {args.rounds} rounds"
     )
-    for run in report["end_to_end"]:
+    for n, value in e2e.items():
         print(
-            f"end to end, {run['consumers']} consumer(s): {run['messages_per_s']:,.0f} messages/s "
-            f"({run['ratio_to_in_process']:.0%} of in-process wall clock, {run['ratio_to_one_core']:.0%} of one core)"
+            f"end to end, {n} consumer(s): {value:,.0f} messages/s ({value / ceiling:.0%} of in-process wall clock, "
+            f"{value / cpu_ceiling:.0%} of one core); rounds: "
+            + ", ".join(f"{r['end_to_end'][n - 1]['messages_per_s']:,.0f}" for r in rounds)
         )
     lat = report["latency"]
     print(
