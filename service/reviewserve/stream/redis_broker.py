@@ -1,12 +1,13 @@
 """Redis Streams (7.0+) implementation of :class:`~reviewserve.stream.broker.Broker`.
 
 Exactly one result per message: ``complete`` runs one Lua script per batch (atomic on the server)
-that, for each message, runs XACK and writes the result (or dead letter) **only if XACK
-acknowledged it**. A crash before the script leaves the message pending (another consumer claims
-it later); a crash after it leaves both the acknowledgement and the result. And when a slow
-consumer and the consumer that claimed its message both score it, only the first to acknowledge
-writes a result. All keys of one pipeline (input, results, dead-letter) must live on one Redis
-node; on Redis Cluster give them one hash tag, e.g. ``{reviews}``, ``{reviews}:predictions``.
+that, for each message still pending in the group, writes the result (or dead letter) and then
+acknowledges it; a message no longer pending (acknowledged by another consumer) gets nothing.
+A crash before the script leaves the message pending (another consumer claims it later); a
+crash after it leaves both the acknowledgement and the result. When a slow consumer and the
+consumer that claimed its message both score it, only the first to complete writes a result.
+All keys of one pipeline (input, results, dead-letter) must live on one Redis node; on Redis
+Cluster give them one hash tag, e.g. ``{reviews}``, ``{reviews}:predictions``.
 """
 
 from __future__ import annotations
@@ -27,12 +28,19 @@ from reviewserve.stream.broker import Completed, DeadLetter, GroupInfo, Message,
 COMPLETE_SCRIPT = """
 local group = ARGV[1]
 local write_results = ARGV[2] == '1'
+-- Still pending in the group? (Acknowledged by another consumer meanwhile: write nothing.)
+-- Checked before the write, and XACK after it: if the write fails (e.g. Redis out of memory),
+-- the script stops with this message still pending and earlier ones complete: never acked
+-- without its result.
+local function pending(id)
+  return #redis.call('XPENDING', KEYS[1], group, id, id, 1) == 1
+end
 local i = 3
 local results, dead, acked, duplicates = 0, 0, 0, 0
 local n = tonumber(ARGV[i]); i = i + 1
 for _ = 1, n do
   local id = ARGV[i]
-  if redis.call('XACK', KEYS[1], group, id) == 1 then
+  if pending(id) then
     if write_results then
       redis.call('XADD', KEYS[2], '*', 'source_id', id, 'label', ARGV[i + 1], 'probability', ARGV[i + 2],
                  'positive_probability', ARGV[i + 3], 'model_version', ARGV[i + 4])
@@ -40,6 +48,7 @@ for _ = 1, n do
     else
       acked = acked + 1
     end
+    redis.call('XACK', KEYS[1], group, id)
   else
     duplicates = duplicates + 1
   end
@@ -48,8 +57,9 @@ end
 n = tonumber(ARGV[i]); i = i + 1
 for _ = 1, n do
   local id = ARGV[i]
-  if redis.call('XACK', KEYS[1], group, id) == 1 then
+  if pending(id) then
     redis.call('XADD', KEYS[3], '*', 'source_id', id, 'reason', ARGV[i + 1], 'group', group)
+    redis.call('XACK', KEYS[1], group, id)
     dead = dead + 1
   else
     duplicates = duplicates + 1
