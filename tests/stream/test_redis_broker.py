@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import redis
 
 from reviewserve.stream.broker import DeadLetter, Result
@@ -133,3 +134,21 @@ def test_forget_only_idle_consumers_with_nothing_pending(
     assert broker.forget_idle_consumers(keys.stream, "g", min_idle_ms=200, keep="me") == ["gone"]
     assert sorted(c["name"] for c in r.xinfo_consumers(keys.stream, "g")) == ["holder", "me"]
     assert r.xpending(keys.stream, "g")["pending"] == 2
+
+
+def test_refused_write_leaves_the_message_pending(redis_server: RedisServer, r: redis.Redis, keys: Keys) -> None:
+    """Redis out of memory: the script fails before acknowledging, so the batch stays pending, no result."""
+    broker = RedisBroker(redis_server.url)
+    broker.ensure_group(keys.stream, "g")
+    ids = _add(r, keys.stream, 3)
+    broker.read(keys.stream, "g", "c", count=3, block_ms=100)
+    r.config_set("maxmemory", 1)  # noeviction (the default policy): every write is refused
+    try:
+        with pytest.raises(redis.ResponseError, match="maxmemory"):
+            broker.complete(keys.stream, "g", keys.results, keys.dead, [_result(i) for i in ids], [])
+    finally:
+        r.config_set("maxmemory", 0)
+    assert r.xpending(keys.stream, "g")["pending"] == 3
+    assert r.xlen(keys.results) == 0
+    done = broker.complete(keys.stream, "g", keys.results, keys.dead, [_result(i) for i in ids], [])
+    assert done.results == 3 and r.xpending(keys.stream, "g")["pending"] == 0
