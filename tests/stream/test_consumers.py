@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 
 import pytest
@@ -156,3 +157,26 @@ def test_sigterm_finishes_the_batch_and_leaves_nothing_pending(procs: Procs, r: 
     counts = result_counts(r, keys)
     assert set(counts) == set(delivered) and max(counts.values()) == 1
     assert '"message": "consumer stopped"' in consumer.log()
+
+
+def test_redis_out_of_memory_is_waited_out(procs: Procs, r: redis.Redis, keys: Keys) -> None:
+    """Redis refuses writes for a while: the consumer keeps its batch, retries, then completes it once."""
+    consumer = procs.consumer("c1", "scorers", "--max-deliveries", "2")
+    # The reviews and the memory limit in one transaction: the waiting consumer is served after it,
+    # so it reads the batch and then finds every write refused (noeviction).
+    pipe = r.pipeline(transaction=True)
+    for text in reviews(20):
+        pipe.xadd(keys.stream, {"review": text})
+    pipe.config_set("maxmemory", 1)
+    try:
+        ids = pipe.execute()[:-1]
+        wait_until(lambda: "cannot write the batch, retrying" in consumer.log(), 30, "the consumer to retry")
+        time.sleep(3)  # several retries; a re-read would count deliveries past --max-deliveries 2
+        assert r.xlen(keys.results) == 0
+    finally:
+        r.config_set("maxmemory", 0)
+    wait_until(lambda: r.xlen(keys.results) >= len(ids), 30, "the results")
+    assert sorted(result_counts(r, keys).elements()) == sorted(ids)
+    assert r.xlen(keys.dead) == 0, "no message was dead-lettered for the retries"
+    assert r.xpending(keys.stream, "scorers")["pending"] == 0
+    assert consumer.terminate() == 0

@@ -71,6 +71,13 @@ def _redis_errors() -> tuple[type[BaseException], ...]:
     return (redis.ConnectionError, redis.TimeoutError)
 
 
+def _redis_transient() -> tuple[type[BaseException], ...]:
+    """What a consumer waits out: no connection, or Redis out of memory (it retries the batch's write)."""
+    import redis
+
+    return (*_redis_errors(), redis.exceptions.OutOfMemoryError)
+
+
 def _redis_refusals() -> tuple[type[BaseException], ...]:
     """Errors Redis answers with (wrong key type, missing group, auth): reported, not a traceback."""
     import redis
@@ -348,7 +355,7 @@ def consume(
         claim_idle_ms=claim_idle_ms,
         max_deliveries=max_deliveries,
         forget_consumers_after_ms=forget_consumers_after_ms,
-        transient_errors=(*_redis_errors(), *_sql_errors(sink)),
+        transient_errors=(*_redis_transient(), *_sql_errors(sink)),
     )
     registry = CollectorRegistry(auto_describe=True)
     metrics = StreamMetrics(registry)

@@ -166,9 +166,29 @@ class Consumer:
             Result(i, p.label, p.probability, p.positive_probability, version)
             for i, p in zip(ids, predictions, strict=True)
         ]
-        done = self.sink.write(self.broker, cfg.route, results, dead)
+        done = self._write(results, dead)
         self._observe(messages, results, dead, done, time.perf_counter() - started)
         return done
+
+    def _write(self, results: Sequence[Result], dead: Sequence[DeadLetter]) -> Completed:
+        """Write and acknowledge the scored batch, retrying the same write while the broker/sink is down.
+
+        Retrying is safe: a message the lost attempt already completed is no longer pending, so the
+        retry writes nothing for it. Re-reading instead would count extra deliveries.
+        """
+        cfg = self.config
+        while True:
+            try:
+                done = self.sink.write(self.broker, cfg.route, results, dead)
+                self.broker_error = None
+                return done
+            except cfg.transient_errors as exc:
+                if self.stopping.is_set():
+                    raise  # stopping: the batch stays pending and is claimed by another consumer
+                self.broker_error = f"{type(exc).__name__}: {exc}"
+                log.warning("cannot write the batch, retrying: %s", self.broker_error)
+                self.heartbeat = time.monotonic()
+                self.stopping.wait(1.0)
 
     def _observe(
         self,
