@@ -173,6 +173,8 @@ def test_redis_out_of_memory_is_waited_out(procs: Procs, r: redis.Redis, keys: K
         wait_until(lambda: "cannot write the batch, retrying" in consumer.log(), 30, "the consumer to retry")
         time.sleep(3)  # several retries; a re-read would count deliveries past --max-deliveries 2
         assert r.xlen(keys.results) == 0
+        ready = requests.get(consumer.url + "/readyz", timeout=5)
+        assert ready.status_code == 503 and "OutOfMemoryError" in ready.json()["reason"]
     finally:
         r.config_set("maxmemory", 0)
     wait_until(lambda: r.xlen(keys.results) >= len(ids), 30, "the results")

@@ -369,6 +369,8 @@ def consume(
             return "shutting down"
         if not broker.ping():
             return f"broker unreachable ({worker.broker_error or 'no answer to PING'})"
+        if worker.broker_error:
+            return f"retrying after: {worker.broker_error}"
         if not broker.group_exists(stream, group):
             return f"group {group!r} does not exist on stream {stream!r} yet"
         return chosen.ready()
