@@ -9,7 +9,7 @@ ifneq ($(WORKERS),)
 export WORKERS
 endif
 
-.PHONY: help run dev test lint unit install install-dev lock clean bench bench-stream tools chart-test kind-up kind-deploy kind-e2e kind-down
+.PHONY: help run dev test lint unit install install-dev lock clean bench bench-smoke bench-slow bench-soak bench-stream tools chart-test kind-up kind-deploy kind-e2e kind-down
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -45,8 +45,17 @@ unit: install-dev ## Fast unit tests only
 test: install-dev tools lint ## Everything: lint, unit, real gunicorn, chart, Docker (starts what it needs)
 	$(BIN)/python -m pytest
 
-bench: install-dev ## Benchmark: in-process latency, batching gain, HTTP throughput, shared memory
-	$(BIN)/python benchmarks/predict_latency.py --out benchmarks/results.json
+bench: install-dev ## Benchmark vs peers (wrk; ~20-25 min on 2 cores) -> docs/benchmarks.md (BENCH_ARGS=--help)
+	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
+
+bench-smoke: install-dev ## The benchmark in seconds (what CI runs), written under .bench/smoke/
+	$(BIN)/python -m benchmarks.run --smoke --results .bench/smoke/peers.json --doc .bench/smoke/benchmarks.md
+
+bench-slow: install-dev ## 256 slow connections vs normal requests -> docs/benchmarks.md
+	$(BIN)/python -m benchmarks.slow_clients $(BENCH_ARGS)
+
+bench-soak: install-dev ## 10-minute soak at c=32, mixed traffic, recycling on -> docs/benchmarks.md
+	$(BIN)/python -m benchmarks.soak $(BENCH_ARGS)
 
 bench-stream: install-dev ## Streaming benchmark: in-process vs end-to-end messages/s (1, 2 consumers), latency
 	$(BIN)/python benchmarks/stream_throughput.py --out benchmarks/stream_results.json

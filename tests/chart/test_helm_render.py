@@ -11,14 +11,13 @@ import kubernetes_validate
 import pytest
 import yaml
 
-CI_VALUES = sorted(
-    p.name for p in (Path(__file__).resolve().parents[2] / "charts/reviewserve/ci").glob("*.yaml")
-)
+CI_VALUES = sorted(p.name for p in (Path(__file__).resolve().parents[2] / "charts/reviewserve/ci").glob("*.yaml"))
 HELMS = ("helm3", "helm4")
 K8S_VERSIONS = ("1.29.0", "1.30.0", "1.31.0", "1.32.0", "1.33.0", "1.34.0", "1.35.0")
 CRD_KINDS = {
     ("monitoring.coreos.com/v1", "ServiceMonitor"),
     ("monitoring.coreos.com/v1", "PrometheusRule"),
+    ("gateway.networking.k8s.io/v1", "HTTPRoute"),
     ("keda.sh/v1alpha1", "ScaledObject"),
     ("monitoring.coreos.com/v1", "PodMonitor"),
 }
@@ -36,7 +35,10 @@ EXPECTED_KINDS: dict[str, set[str]] = {
         "PodDisruptionBudget",
         "Service",
     }
-    | {"ServiceAccount", "HorizontalPodAutoscaler", "NetworkPolicy", "ServiceMonitor", "PrometheusRule"},
+    | {"ServiceAccount", "HorizontalPodAutoscaler", "NetworkPolicy", "ServiceMonitor", "PrometheusRule"}
+    | {"HTTPRoute"},
+    "extensions-values.yaml": {"ConfigMap", "Deployment", "Ingress", "Pod", "PodDisruptionBudget", "Service"}
+    | {"ServiceAccount"},
     "minimal-values.yaml": {"ConfigMap", "Deployment", "Pod", "Service"},
     # The stream consumers (issue 9): their Deployment plus HPA / KEDA ScaledObject / dev Redis.
     "stream-on-values.yaml": {"ConfigMap", "Deployment", "Ingress", "Pod", "PodDisruptionBudget", "Service"}
@@ -91,9 +93,7 @@ def test_kubernetes_validate_strict(kit: Any, values: str, version: str) -> None
             kubernetes_validate.validate(doc, version, strict=True)
         except kubernetes_validate.ValidationError as exc:
             path = ".".join(str(p) for p in exc.path)
-            pytest.fail(
-                f"{doc['kind']}/{doc['metadata']['name']} invalid for {version} at {path}: {exc.message}"
-            )
+            pytest.fail(f"{doc['kind']}/{doc['metadata']['name']} invalid for {version} at {path}: {exc.message}")
 
 
 def test_kubernetes_validate_catches_errors(kit: Any) -> None:
@@ -122,15 +122,31 @@ def _validate_crds(kit: Any, resources: list[dict[str, Any]]) -> tuple[int, list
     return proc.returncode, [json.loads(line) for line in proc.stdout.splitlines()]
 
 
-def test_crd_resources_match_crd_schemas(kit: Any) -> None:
-    """ServiceMonitor and PrometheusRule validate against the Prometheus Operator CRD schemas."""
+@pytest.mark.parametrize("helm", HELMS)
+def test_crd_resources_match_crd_schemas(kit: Any, helm: str) -> None:
+    """ServiceMonitor, PrometheusRule and HTTPRoute validate against their CRD schemas."""
     docs = [
-        d for d in kit.render(("everything-on-values.yaml",)) if (d["apiVersion"], d["kind"]) in CRD_KINDS
+        d for d in kit.render(("everything-on-values.yaml",), helm=helm) if (d["apiVersion"], d["kind"]) in CRD_KINDS
     ]
-    assert {d["kind"] for d in docs} == {"ServiceMonitor", "PrometheusRule"}
+    assert {d["kind"] for d in docs} == {"ServiceMonitor", "PrometheusRule", "HTTPRoute"}
+    route = kit.render(sets=("httpRoute.enabled=true",), helm=helm)
+    docs += [d for d in route if d["kind"] == "HTTPRoute"]  # the default route too
     code, results = _validate_crds(kit, docs)
     assert code == 0, results
-    assert [r["ok"] for r in results] == [True, True]
+    assert [r["ok"] for r in results] == [True] * 4
+
+
+def test_httproute_off_by_default_and_sends_to_the_service(kit: Any) -> None:
+    """No HTTPRoute unless enabled; every rule's backend is this release's Service port."""
+    assert not kit.by_kind(kit.render(), "HTTPRoute")
+    docs = kit.render(("everything-on-values.yaml",))
+    route = kit.one(docs, "HTTPRoute")
+    svc = kit.one(docs, "Service")
+    assert route["spec"]["parentRefs"] == [{"name": "public", "namespace": "gateways", "sectionName": "https"}]
+    for rule in route["spec"]["rules"]:
+        assert rule["backendRefs"] == [
+            {"name": svc["metadata"]["name"], "port": svc["spec"]["ports"][0]["port"], "weight": 1}
+        ]
 
 
 def test_scaled_object_matches_keda_crd_schema(kit: Any) -> None:
@@ -152,15 +168,19 @@ def test_scaled_object_matches_keda_crd_schema(kit: Any) -> None:
 
 
 def test_crd_validator_catches_errors(kit: Any) -> None:
-    """The CRD validator is live: wrong types are rejected."""
+    """The CRD validator is live: wrong types and unknown values are rejected."""
     docs = {d["kind"]: d for d in kit.render(("everything-on-values.yaml",))}
     monitor = json.loads(json.dumps(docs["ServiceMonitor"]))
     monitor["spec"]["endpoints"] = "http"
     rule = json.loads(json.dumps(docs["PrometheusRule"]))
     rule["spec"]["groups"][0]["rules"][0]["for"] = 300
-    code, results = _validate_crds(kit, [monitor, rule])
+    route = json.loads(json.dumps(docs["HTTPRoute"]))
+    route["spec"]["rules"][0]["matches"][0]["path"]["type"] = "Prefix"  # Ingress spelling, not Gateway API's
+    port = json.loads(json.dumps(docs["HTTPRoute"]))
+    port["spec"]["rules"][0]["backendRefs"][0]["port"] = "http"
+    code, results = _validate_crds(kit, [monitor, rule, route, port])
     assert code == 1
-    assert [r["ok"] for r in results] == [False, False]
+    assert [r["ok"] for r in results] == [False, False, False, False]
 
 
 INVALID_VALUES: list[tuple[str, dict[str, Any], str, str]] = [
@@ -179,13 +199,26 @@ INVALID_VALUES: list[tuple[str, dict[str, Any], str, str]] = [
     ("unknown-key", {"replicas": 3}, "Additional property replicas", "replicas"),
     ("bad-digest", {"image": {"digest": "latest"}}, "image.digest", "/image/digest"),
     ("missing-limits", {"resources": {"limits": None}}, "limits", "limits"),
+    ("missing-memory-limit", {"resources": {"limits": {"memory": None}}}, "memory", "memory"),
+    ("cpu-suffix", {"resources": {"requests": {"cpu": "2Gi"}}}, "resources.requests.cpu", "/cpu"),
+    ("typo-extra-volume", {"extraVolume": []}, "Additional property extraVolume", "extraVolume"),
+    ("extra-volumes-not-list", {"extraVolumes": {"name": "x"}}, "extraVolumes", "/extraVolumes"),
+    ("extra-container-no-image", {"extraContainers": [{"name": "side"}]}, "image", "image"),
+    ("env-from-typo", {"extraEnvFrom": [{"secretRefs": {"name": "s"}}]}, "secretRefs", "secretRefs"),
+    ("node-port-range", {"service": {"type": "NodePort", "nodePort": 80}}, "service.nodePort", "/nodePort"),
+    (
+        "traffic-policy",
+        {"service": {"externalTrafficPolicy": "Remote"}},
+        "externalTrafficPolicy",
+        "/externalTrafficPolicy",
+    ),
+    ("common-label-number", {"commonLabels": {"team": 5}}, "commonLabels", "/commonLabels"),
+    ("httproute-typo", {"httpRoute": {"enabled": True, "hostname": ["x"]}}, "hostname", "hostname"),
+    ("pdb-max-zero", {"podDisruptionBudget": {"maxUnavailable": 0}}, "maxUnavailable", "maxUnavailable"),
+    ("keepalive-type", {"config": {"keepalive": "75s"}}, "config.keepalive", "/config/keepalive"),
     (
         "ingress-path",
-        {
-            "ingress": {
-                "hosts": [{"host": "x.example.com", "paths": [{"path": "predict", "pathType": "Prefix"}]}]
-            }
-        },
+        {"ingress": {"hosts": [{"host": "x.example.com", "paths": [{"path": "predict", "pathType": "Prefix"}]}]}},
         "path",
         "/path",
     ),
@@ -193,9 +226,7 @@ INVALID_VALUES: list[tuple[str, dict[str, Any], str, str]] = [
 
 
 @pytest.mark.parametrize("helm", HELMS)
-@pytest.mark.parametrize(
-    ("values", "msg3", "msg4"), [pytest.param(v, m3, m4, id=i) for i, v, m3, m4 in INVALID_VALUES]
-)
+@pytest.mark.parametrize(("values", "msg3", "msg4"), [pytest.param(v, m3, m4, id=i) for i, v, m3, m4 in INVALID_VALUES])
 def test_schema_rejects_invalid_values(
     kit: Any, tmp_path: Path, helm: str, values: dict[str, Any], msg3: str, msg4: str
 ) -> None:
@@ -240,9 +271,7 @@ def test_hpa_min_above_max_fails(kit: Any, helm: str) -> None:
 
 def test_notes_print_ingress_curl_and_port_forward(kit: Any) -> None:
     """NOTES.txt shows the curl through the ingress and the port-forward alternative."""
-    res = kit.helm(
-        "helm4", "install", "--dry-run=client", kit.release, str(kit.chart), "--namespace", kit.namespace
-    )
+    res = kit.helm("helm4", "install", "--dry-run=client", kit.release, str(kit.chart), "--namespace", kit.namespace)
     assert res.returncode == 0, res.stderr
     notes = res.stdout.split("NOTES:", 1)[1]
     assert "curl -s -X POST http://localhost/predict" in notes

@@ -26,9 +26,7 @@ def promtool() -> str:
     """Path of promtool (Debian package `prometheus`; install-tools.sh installs it as root)."""
     path = shutil.which("promtool")
     if path is None:
-        pytest.skip(
-            "promtool not installed (apt-get install prometheus, or run k8s/scripts/install-tools.sh as root)"
-        )
+        pytest.skip("promtool not installed (apt-get install prometheus, or run k8s/scripts/install-tools.sh as root)")
     return path
 
 
@@ -58,20 +56,19 @@ def test_rules_pass_promtool_check(promtool: str, rules_file: Path) -> None:
 def test_promtool_check_rejects_broken_rules(promtool: str, tmp_path: Path) -> None:
     """promtool is live: a malformed expression fails the check."""
     bad = tmp_path / "bad.yaml"
-    bad.write_text(
-        yaml.safe_dump({"groups": [{"name": "x", "rules": [{"alert": "A", "expr": "sum(rate(x[5m])"}]}]})
-    )
+    bad.write_text(yaml.safe_dump({"groups": [{"name": "x", "rules": [{"alert": "A", "expr": "sum(rate(x[5m])"}]}]}))
     assert _run(promtool, "check", "rules", str(bad)).returncode != 0
 
 
-def _series(ok_5xx: bool) -> list[dict[str, str]]:
-    """Input series: traffic (with or without a 5xx burst), latency histogram, KSM and up."""
-    bucket = f'flask_http_request_duration_seconds_bucket{{{SEL},method="POST",path="/predict",status="200"'
+def _series(ok_5xx: bool, ns: str = NS, svc: str = SVC) -> list[dict[str, str]]:
+    """Input series of one release: traffic (with or without a 5xx burst), latency histogram, KSM and up."""
+    sel = f'namespace="{ns}",service="{svc}"'
+    bucket = f'flask_http_request_duration_seconds_bucket{{{sel},method="POST",path="/predict",status="200"'
     fast = ok_5xx
     return [
-        {"series": f'flask_http_request_total{{{SEL},method="POST",status="200"}}', "values": "0+60x30"},
+        {"series": f'flask_http_request_total{{{sel},method="POST",status="200"}}', "values": "0+60x30"},
         {
-            "series": f'flask_http_request_total{{{SEL},method="POST",status="500"}}',
+            "series": f'flask_http_request_total{{{sel},method="POST",status="500"}}',
             "values": "0+1x30" if ok_5xx else "0+6x30",
         },
         {"series": f'{bucket},le="0.5"}}', "values": "0+60x30" if fast else "0+50x30"},
@@ -79,10 +76,10 @@ def _series(ok_5xx: bool) -> list[dict[str, str]]:
         {"series": f'{bucket},le="2.5"}}', "values": "0+60x30"},
         {"series": f'{bucket},le="+Inf"}}', "values": "0+60x30"},
         {
-            "series": f'kube_deployment_status_replicas_available{{namespace="{NS}",deployment="{SVC}"}}',
+            "series": f'kube_deployment_status_replicas_available{{namespace="{ns}",deployment="{svc}"}}',
             "values": "2x30" if ok_5xx else "0x30",
         },
-        {"series": f'up{{{SEL},pod="{SVC}-abc"}}', "values": "1x30" if ok_5xx else "0x30"},
+        {"series": f'up{{{sel},pod="{svc}-abc"}}', "values": "1x30" if ok_5xx else "0x30"},
     ]
 
 
@@ -90,14 +87,14 @@ def test_alerts_fire_and_stay_quiet(promtool: str, rules_file: Path, tmp_path: P
     """Unit tests: each alert fires on its failure (after its `for`) and none fires when healthy."""
     firing = {
         "ReviewserveHighErrorRatio": {
-            "exp_labels": {"severity": "warning"},
+            "exp_labels": {"severity": "warning", "namespace": NS, "service": SVC},
             "exp_annotations": {
                 "summary": "More than 5% of reviewserve requests fail with 5xx.",
                 "description": f"9.091% of requests to {NS}/{SVC} answered 5xx over the last 5 minutes.",
             },
         },
         "ReviewserveHighP99Latency": {
-            "exp_labels": {"severity": "warning"},
+            "exp_labels": {"severity": "warning", "namespace": NS, "service": SVC},
             "exp_annotations": {
                 "summary": "reviewserve /predict p99 latency is above 1s.",
                 "description": f"p99 latency of /predict on {NS}/{SVC} is 2.32s.",
@@ -138,10 +135,63 @@ def test_alerts_fire_and_stay_quiet(promtool: str, rules_file: Path, tmp_path: P
     ]
     test_file = tmp_path / "rules.test.yaml"
     test_file.write_text(
-        yaml.safe_dump(
-            {"rule_files": [str(rules_file)], "evaluation_interval": "1m", "tests": tests}, sort_keys=False
-        )
+        yaml.safe_dump({"rule_files": [str(rules_file)], "evaluation_interval": "1m", "tests": tests}, sort_keys=False)
     )
     res = _run(promtool, "test", "rules", str(test_file))
     assert res.returncode == 0, res.stdout + res.stderr
     assert "SUCCESS" in res.stdout
+
+
+def test_two_releases_alert_separately(kit: Any, promtool: str, tmp_path: Path) -> None:
+    """Two releases in one Prometheus: each error-ratio and latency alert carries its own namespace and
+    service, so a failing release alerts alone and two failing releases give two alerts, not one."""
+    files = []
+    for release, ns in (("a", "team-a"), ("b", "team-b")):
+        res = kit.helm(
+            "helm3", "template", release, str(kit.chart), "--namespace", ns,
+            "-f", kit.values_path("everything-on-values.yaml"), "--show-only", "templates/prometheusrule.yaml",
+        )  # fmt: skip
+        assert res.returncode == 0, res.stderr
+        rule = yaml.safe_load(res.stdout)
+        path = tmp_path / f"{release}.yaml"
+        path.write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
+        files.append(str(path))
+
+    def annotations(name: str, ns: str, svc: str) -> dict[str, str]:
+        if name == "ReviewserveHighErrorRatio":
+            return {
+                "summary": "More than 5% of reviewserve requests fail with 5xx.",
+                "description": f"9.091% of requests to {ns}/{svc} answered 5xx over the last 5 minutes.",
+            }
+        return {
+            "summary": "reviewserve /predict p99 latency is above 1s.",
+            "description": f"p99 latency of /predict on {ns}/{svc} is 2.32s.",
+        }
+
+    def alerts(a_ok: bool, b_ok: bool) -> dict[str, Any]:
+        series = _series(a_ok, "team-a", "a-reviewserve") + _series(b_ok, "team-b", "b-reviewserve")
+        tests = []
+        for name in ("ReviewserveHighErrorRatio", "ReviewserveHighP99Latency"):
+            exp = [
+                {
+                    "exp_labels": {"severity": "warning", "namespace": ns, "service": svc},
+                    "exp_annotations": annotations(name, ns, svc),
+                }
+                for ok, ns, svc in ((a_ok, "team-a", "a-reviewserve"), (b_ok, "team-b", "b-reviewserve"))
+                if not ok
+            ]
+            tests.append({"eval_time": "15m", "alertname": name, "exp_alerts": exp})
+        return {"interval": "1m", "input_series": series, "alert_rule_test": tests}
+
+    test_file = tmp_path / "two.test.yaml"
+    test_file.write_text(
+        yaml.safe_dump(
+            {
+                "rule_files": files,
+                "evaluation_interval": "1m",
+                "tests": [alerts(a_ok=True, b_ok=False), alerts(a_ok=False, b_ok=False)],
+            }
+        )
+    )
+    res = _run(promtool, "test", "rules", str(test_file))
+    assert res.returncode == 0, res.stdout + res.stderr

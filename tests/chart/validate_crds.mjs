@@ -1,6 +1,7 @@
-// Validate custom resources against the schemas generated from their CRDs: Prometheus Operator
-// (ServiceMonitor, PrometheusRule, PodMonitor; npm @kubernetes-models/prometheus-operator) and KEDA
-// (ScaledObject; npm @kubernetes-models/keda).
+// Validate custom resources against the schemas generated from their CRDs: ServiceMonitor,
+// PrometheusRule and PodMonitor (npm @kubernetes-models/prometheus-operator), HTTPRoute (npm
+// @kubernetes-models/gateway-api, the Gateway API standard-channel CRDs), ScaledObject (npm
+// @kubernetes-models/keda).
 // Usage: node validate_crds.mjs <node_modules dir>  < resources.json   (a JSON array)
 // Prints one JSON line per resource: {"kind", "name", "ok", "error"}; exits 1 if any is invalid.
 import { readFileSync } from "node:fs";
@@ -12,13 +13,12 @@ if (!modulesDir) {
   console.error("usage: node validate_crds.mjs <node_modules dir> < resources.json");
   process.exit(2);
 }
-const load = async (pkg, group, kind) => {
-  const file = path.join(modulesDir, "@kubernetes-models", pkg, ...group.split("/"), `${kind}.js`);
-  return (await import(pathToFileURL(file).href))[kind];
-};
+const load = async (pkg, group, kind) =>
+  (await import(pathToFileURL(path.join(modulesDir, "@kubernetes-models", pkg, group, `${kind}.js`)).href))[kind];
 const models = {
   "monitoring.coreos.com/v1/ServiceMonitor": await load("prometheus-operator", "monitoring.coreos.com/v1", "ServiceMonitor"),
   "monitoring.coreos.com/v1/PrometheusRule": await load("prometheus-operator", "monitoring.coreos.com/v1", "PrometheusRule"),
+  "gateway.networking.k8s.io/v1/HTTPRoute": await load("gateway-api", "gateway.networking.k8s.io/v1", "HTTPRoute"),
   "monitoring.coreos.com/v1/PodMonitor": await load("prometheus-operator", "monitoring.coreos.com/v1", "PodMonitor"),
   "keda.sh/v1alpha1/ScaledObject": await load("keda", "keda.sh/v1alpha1", "ScaledObject"),
 };

@@ -98,15 +98,20 @@ def node_memory_bytes() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
-def resource_field(container: Manifest, ref: Manifest) -> str:
-    """Value of a downward-API resourceFieldRef, as the kubelet computes it: ceil(value / divisor)."""
+def resource_field(container: Manifest, ref: Manifest, node_cpu_count: int | None = None) -> str:
+    """Value of a downward-API resourceFieldRef, as the kubelet computes it: ceil(value / divisor).
+
+    Without a limit the kubelet reports the node's allocatable amount: `node_cpu_count` emulates a
+    node of that many CPUs (default: this machine's).
+    """
     resource = ref["resource"]
     kind, _, name = resource.partition(".")
     value = container.get("resources", {}).get(kind, {}).get(name)
     if value is None and kind == "requests":
         value = container.get("resources", {}).get("limits", {}).get(name)  # requests default to limits
     if value is None:
-        value = node_cpus() if name == "cpu" else node_memory_bytes() if name == "memory" else None
+        cpus = node_cpu_count if node_cpu_count is not None else node_cpus()
+        value = cpus if name == "cpu" else node_memory_bytes() if name == "memory" else None
     if value is None:
         raise Unsupported(f"resourceFieldRef {resource}")
     divisor = quantity(ref.get("divisor", 1))
@@ -198,7 +203,9 @@ def expand(value: str, env: Mapping[str, str]) -> str:
     return _VAR_REF.sub(repl, value)
 
 
-def container_env(pod_meta: Manifest, pod: Manifest, container: Manifest, docs: list[Manifest]) -> dict[str, str]:
+def container_env(
+    pod_meta: Manifest, pod: Manifest, container: Manifest, docs: list[Manifest], node_cpu_count: int | None = None
+) -> dict[str, str]:
     """The container's environment as the kubelet builds it: envFrom first, then env in order."""
     configmaps = {d["metadata"]["name"]: d.get("data") or {} for d in docs if d.get("kind") == "ConfigMap"}
     secrets: dict[str, dict[str, str]] = {}
@@ -244,7 +251,7 @@ def container_env(pod_meta: Manifest, pod: Manifest, container: Manifest, docs: 
             target = container
             if res_ref.get("containerName"):
                 target = next(c for c in pod["containers"] if c["name"] == res_ref["containerName"])
-            env[name] = resource_field(target, res_ref)
+            env[name] = resource_field(target, res_ref, node_cpu_count)
         elif "fieldRef" in ref:
             env[name] = _field_ref(ref["fieldRef"]["fieldPath"], pod_meta, pod)
         else:
@@ -303,10 +310,13 @@ def translate(
     docs: list[Manifest],
     pod_name: str,
     container_name: str | None = None,
+    node_cpu_count: int | None = None,
     secret_dir: Path | None = None,
 ) -> PodContainer:
     """Turn the Deployment's pod template (one container of it) into `docker run` flags.
 
+    `node_cpu_count` emulates the node's allocatable CPUs, which the downward API reports for
+    limits.cpu when the container has no CPU limit (default: this machine's CPU count).
     `secret` volumes are written under `secret_dir` and bind-mounted read-only (Unsupported without it).
     """
     template = deployment["spec"]["template"]
@@ -392,7 +402,7 @@ def translate(
         if port.get("name"):
             ports[port["name"]] = int(port["containerPort"])
 
-    env = container_env(pod_meta, pod, container, docs)
+    env = container_env(pod_meta, pod, container, docs, node_cpu_count)
     for key, value in env.items():
         args += ["--env", f"{key}={value}"]
     if container.get("workingDir"):

@@ -100,3 +100,35 @@ def test_two_replicas_behind_nginx_lose_no_request(
     assert result.exited_in_time and result.exit_code == 0, f"exit {result.exit_code}\n{logs[-4000:]}"
     assert len(sent) >= 100 and len(during) >= 50, "the request loop did not run steadily"
     assert not failed, f"lost requests: {failed[:10]}\nnginx error log:\n{error_log[-4000:]}"
+
+
+def test_body_above_nginx_default_reaches_the_app(
+    image: str, helm: Path, nginx: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """config.maxBodyBytes=3 MiB: a 2 MiB body passes the ingress (its default is 1m) and is answered by the app."""
+    limit = 3 * 1024 * 1024
+    docs = render_chart(helm, **{"ingress.enabled": "true", "config.maxBodyBytes": str(limit)})
+    deployment, service, ingress = (find_one(docs, k) for k in ("Deployment", "Service", "Ingress"))
+    spec = translate(deployment, docs, pod_name="t-reviewserve-b")
+    assert spec.image == image
+    rules = routes(ingress, service, spec.container_ports)
+    container_port = rules[0].container_port
+    # Valid JSON padded with whitespace to 2 MiB: the app scores the review, nothing else is big.
+    seed = json.dumps(SEED)
+    big = (seed[:-1] + " " * (2 * 1024 * 1024) + "}").encode()
+    too_big = (seed[:-1] + " " * (limit + 1024) + "}").encode()
+    workdir = tmp_path / "nginx"
+    workdir.mkdir()
+    with replicas(spec, 1) as [replica]:
+        proxy = Nginx(workdir, ingress, rules, [replica.host_port(container_port)])
+        proxy.start()
+        try:
+            headers = {"Host": proxy.host_header}
+            answer = http_request(proxy.port, "POST", PREDICT, big, headers=headers, timeout=30)
+            refused = http_request(proxy.port, "POST", PREDICT, too_big, headers=headers, timeout=30)
+        finally:
+            proxy.stop()
+    with capsys.disabled():
+        print(f"\n2 MiB body through nginx: {answer.status}; {len(too_big)} bytes: {refused.status}")
+    assert is_prediction(answer), f"{answer.status} {answer.body[:300]!r}"
+    assert refused.status == 413

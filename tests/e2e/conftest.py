@@ -5,20 +5,31 @@ answer within 3 s), unless REVIEWSERVE_E2E_REQUIRED=1 (set by k8s/scripts/kind-e
 into a failure. Settings (environment):
 
   REVIEWSERVE_E2E_CONTEXT      kube-context (default: the current one)
-  REVIEWSERVE_E2E_NAMESPACE    namespace of the release (default: reviewserve)
-  REVIEWSERVE_E2E_RELEASE      Helm release name (default: reviewserve)
+  REVIEWSERVE_E2E_NAMESPACE    namespace of the release (default: reviewserve; any namespace works)
+  REVIEWSERVE_E2E_RELEASE      Helm release name (default: reviewserve; any release name works)
   REVIEWSERVE_E2E_INGRESS_URL  base URL of the ingress (default: http://localhost)
-  REVIEWSERVE_E2E_HELM         helm binary (default: .tools/bin/helm, else helm on PATH)
+  REVIEWSERVE_E2E_HELM         helm binary (default: .tools/bin/helm when it runs, else helm on PATH)
+
+The release's Deployment, pods and Service are found by labels and selectors (tests/e2e/release.py),
+never by a name derived from the release name.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:  # release.py beside this file, whatever pytest's import mode
+    sys.path.insert(0, str(HERE))
+
+from release import app_deployment, app_service, http_port, pod_selector, release_selector  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -35,7 +46,10 @@ class Cluster:
     context: str | None
     namespace: str
     release: str
-    fullname: str
+    fullname: str  # the Deployment's name (and the Service's, as the chart names both)
+    pod_selector: str  # the Deployment's own matchLabels
+    service: str
+    service_port: int
     ingress_url: str
     helm: str | None
     kubectl: str | None
@@ -74,25 +88,42 @@ def cluster() -> Cluster:
         _unavailable(f"API server not answering within 3 s ({type(exc).__name__})")
     namespace = os.environ.get("REVIEWSERVE_E2E_NAMESPACE", "reviewserve")
     release = os.environ.get("REVIEWSERVE_E2E_RELEASE", "reviewserve")
-    fullname = release if "reviewserve" in release else f"{release}-reviewserve"
-    apps = client.AppsV1Api()
+    apps, core = client.AppsV1Api(), client.CoreV1Api()
+    serialize = client.ApiClient().sanitize_for_serialization
     try:
-        apps.read_namespaced_deployment(fullname, namespace, _request_timeout=5)
-    except client.ApiException as exc:
-        _unavailable(f"release {release} not deployed in namespace {namespace} ({exc.status})")
-    local_helm = REPO / ".tools" / "bin" / "helm"
-    helm = os.environ.get("REVIEWSERVE_E2E_HELM") or (
-        str(local_helm) if local_helm.exists() else shutil.which("helm")
-    )
+        found = apps.list_namespaced_deployment(
+            namespace, label_selector=release_selector(release), _request_timeout=5
+        ).items
+        deployment = app_deployment([serialize(d) for d in found], release)
+        services = core.list_namespaced_service(namespace, label_selector=release_selector(release)).items
+        service = app_service([serialize(s) for s in services], deployment)
+    except (client.ApiException, LookupError) as exc:
+        _unavailable(f"release {release} not found in namespace {namespace} ({exc})")
     return Cluster(
         context=context,
         namespace=namespace,
         release=release,
-        fullname=fullname,
+        fullname=deployment["metadata"]["name"],
+        pod_selector=pod_selector(deployment),
+        service=service["metadata"]["name"],
+        service_port=http_port(service),
         ingress_url=os.environ.get("REVIEWSERVE_E2E_INGRESS_URL", "http://localhost").rstrip("/"),
-        helm=helm,
+        helm=_helm(),
         kubectl=shutil.which("kubectl"),
-        core=client.CoreV1Api(),
+        core=core,
         apps=apps,
         autoscaling=client.AutoscalingV2Api(),
     )
+
+
+def _helm() -> str | None:
+    """REVIEWSERVE_E2E_HELM, else the project's helm when it runs on this machine, else helm on PATH."""
+    if os.environ.get("REVIEWSERVE_E2E_HELM"):
+        return os.environ["REVIEWSERVE_E2E_HELM"]
+    local = REPO / ".tools" / "bin" / "helm"
+    try:
+        if subprocess.run([str(local), "version"], capture_output=True, timeout=30).returncode == 0:
+            return str(local)
+    except OSError:  # missing, or built for another platform (exec format error)
+        pass
+    return shutil.which("helm")

@@ -57,8 +57,7 @@ def eventually(check: Any, timeout: float, interval: float = 2.0) -> Any:
 
 def _ready_pods(cluster: Any) -> list[Any]:
     """Running, Ready, non-terminating app pods of the release."""
-    selector = f"app.kubernetes.io/name=reviewserve,app.kubernetes.io/instance={cluster.release}"
-    pods = cluster.core.list_namespaced_pod(cluster.namespace, label_selector=selector).items
+    pods = cluster.core.list_namespaced_pod(cluster.namespace, label_selector=cluster.pod_selector).items
     return [
         p
         for p in pods
@@ -88,9 +87,7 @@ def test_pods_ready_equal_replicas(cluster: Any) -> None:
     def check() -> bool:
         dep = cluster.apps.read_namespaced_deployment(cluster.fullname, cluster.namespace)
         want = dep.spec.replicas
-        return bool(
-            want and want >= 1 and dep.status.ready_replicas == want and len(_ready_pods(cluster)) == want
-        )
+        return bool(want and want >= 1 and dep.status.ready_replicas == want and len(_ready_pods(cluster)) == want)
 
     eventually(check, timeout=180)
 
@@ -115,10 +112,11 @@ def test_predict_through_ingress(cluster: Any) -> None:
 
 @pytest.fixture()
 def port_forward(cluster: Any) -> Iterator[str]:
-    """``kubectl port-forward svc/<fullname> :9696`` on 127.0.0.1; yields the base URL."""
+    """``kubectl port-forward svc/<service> :<http port>`` on 127.0.0.1; yields the base URL."""
     if cluster.kubectl is None:
         pytest.skip("kubectl not on PATH")
-    cmd = [cluster.kubectl, "port-forward", f"svc/{cluster.fullname}", ":9696", "--address", "127.0.0.1"]
+    target = f":{cluster.service_port}"
+    cmd = [cluster.kubectl, "port-forward", f"svc/{cluster.service}", target, "--address", "127.0.0.1"]
     cmd += ["--namespace", cluster.namespace] + (["--context", cluster.context] if cluster.context else [])
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -148,7 +146,11 @@ def test_predict_through_port_forward(port_forward: str) -> None:
 
 
 def test_helm_test_passes(cluster: Any) -> None:
-    """``helm test`` runs the chart's test pod, which must get a prediction."""
+    """``helm test --logs`` runs the chart's test pod, shows its log, and keeps the pod afterwards.
+
+    The pod asserts a real prediction (label positive/negative, probability in [0, 1]); Helm 3 can
+    only print its log because the pod is not deleted on success (helm/helm#9098).
+    """
     if cluster.helm is None:
         pytest.skip("helm not found (make tools)")
     cmd = [
@@ -165,7 +167,14 @@ def test_helm_test_passes(cluster: Any) -> None:
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=240, check=False)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "Succeeded" in res.stdout
-    assert "prediction=" in res.stdout
+    match = re.search(r"OK attempt \d+: prediction=(\w+) probability=([0-9.eE+-]+)", res.stdout)
+    assert match, res.stdout
+    assert match.group(1) in ("positive", "negative") and 0.0 <= float(match.group(2)) <= 1.0
+    pods = cluster.core.list_namespaced_pod(
+        cluster.namespace,
+        label_selector=f"app.kubernetes.io/instance={cluster.release},app.kubernetes.io/component=helm-test",
+    ).items
+    assert [p.status.phase for p in pods] == ["Succeeded"], "the test pod must be kept until the next run"
 
 
 def test_rollout_restart_loses_no_request(cluster: Any) -> None:
@@ -193,9 +202,7 @@ def test_rollout_restart_loses_no_request(cluster: Any) -> None:
     body = {
         "spec": {
             "template": {
-                "metadata": {
-                    "annotations": {"kubectl.kubernetes.io/restartedAt": datetime.now(UTC).isoformat()}
-                }
+                "metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": datetime.now(UTC).isoformat()}}
             }
         }
     }

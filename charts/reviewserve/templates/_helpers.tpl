@@ -30,16 +30,24 @@ Chart name and version as used by the chart label.
 {{- end }}
 
 {{/*
-Common labels.
+Common labels: commonLabels plus the chart's standard labels (which win over a commonLabels key of
+the same name, so the selector labels can never be changed through it).
 */}}
 {{- define "reviewserve.labels" -}}
-helm.sh/chart: {{ include "reviewserve.chart" . }}
-{{ include "reviewserve.selectorLabels" . }}
+{{- $own := dict "helm.sh/chart" (include "reviewserve.chart" .) "app.kubernetes.io/managed-by" .Release.Service "app.kubernetes.io/part-of" "reviewserve" }}
 {{- if .Chart.AppVersion }}
-app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+{{- $_ := set $own "app.kubernetes.io/version" (.Chart.AppVersion | toString) }}
 {{- end }}
-app.kubernetes.io/managed-by: {{ .Release.Service }}
-app.kubernetes.io/part-of: reviewserve
+{{- $labels := mustMergeOverwrite (dict) (.Values.commonLabels | default dict) $own (include "reviewserve.selectorLabels" . | fromYaml) }}
+{{- toYaml $labels }}
+{{- end }}
+
+{{/*
+Labels of the app pods: common labels, podLabels, the component; selector labels win.
+*/}}
+{{- define "reviewserve.podLabels" -}}
+{{- $labels := mustMergeOverwrite (dict) (include "reviewserve.labels" . | fromYaml) (.Values.podLabels | default dict) (dict "app.kubernetes.io/component" "server") (include "reviewserve.selectorLabels" . | fromYaml) }}
+{{- toYaml $labels }}
 {{- end }}
 
 {{/*
@@ -97,6 +105,59 @@ else replicaCount.
 {{- end }}
 
 {{/*
+A CPU quantity ("250m", "1", "1.5", 2) rounded up to whole CPUs, at least 1.
+*/}}
+{{- define "reviewserve.cpuCeil" -}}
+{{- $q := toString . }}
+{{- $cpus := 0.0 }}
+{{- if hasSuffix "m" $q }}
+{{- $cpus = divf (trimSuffix "m" $q | float64) 1000 }}
+{{- else }}
+{{- $cpus = $q | float64 }}
+{{- end }}
+{{- max 1 (ceil $cpus | int) }}
+{{- end }}
+
+{{/*
+WORKERS: config.workers, else limits.cpu rounded up, else requests.cpu rounded up. Never the
+downward API: without a CPU limit it reports the node's allocatable CPUs (32 workers on a 32-core
+node, inside the memory limit).
+*/}}
+{{- define "reviewserve.workers" -}}
+{{- $limit := dig "limits" "cpu" "" (.Values.resources | default dict) }}
+{{- $request := dig "requests" "cpu" "" (.Values.resources | default dict) }}
+{{- if .Values.config.workers }}
+{{- .Values.config.workers | int }}
+{{- else if $limit }}
+{{- include "reviewserve.cpuCeil" $limit }}
+{{- else if $request }}
+{{- include "reviewserve.cpuCeil" $request }}
+{{- else }}
+{{- fail "config.workers is empty and resources has neither limits.cpu nor requests.cpu: set one of them (WORKERS is never taken from the node's CPU count, which would start one worker per node CPU inside the memory limit)" }}
+{{- end }}
+{{- end }}
+
+{{/*
+Whether a PodDisruptionBudget is rendered: enabled and at least 2 replicas at the minimum.
+*/}}
+{{- define "reviewserve.pdbEnabled" -}}
+{{- if and .Values.podDisruptionBudget.enabled (ge (include "reviewserve.minReplicas" . | int) 2) }}true{{ end }}
+{{- end }}
+
+{{/*
+Pods a PDB value (integer or "N%") amounts to for `replicas` pods, rounded up as Kubernetes does.
+*/}}
+{{- define "reviewserve.pdbPods" -}}
+{{- $v := index . 0 | toString }}
+{{- $replicas := index . 1 | int }}
+{{- if hasSuffix "%" $v }}
+{{- ceil (divf (mulf (trimSuffix "%" $v | float64) $replicas) 100) | int }}
+{{- else }}
+{{- $v | int }}
+{{- end }}
+{{- end }}
+
+{{/*
 Fails the render unless the grace period covers preStop + shutdown delay + graceful timeout,
 and checks other cross-field rules the JSON schema cannot express.
 */}}
@@ -115,6 +176,29 @@ and checks other cross-field rules the JSON schema cannot express.
 {{- if and .Values.autoscaling.enabled (not (dig "requests" "cpu" "" .Values.resources)) }}
 {{- fail "autoscaling.enabled needs resources.requests.cpu: the HPA's CPU utilization is a percentage of it" }}
 {{- end }}
+{{- $keepalive := .Values.config.keepalive | int }}
+{{- $proxyIdle := .Values.upstreamProxy.idleTimeoutSeconds | int }}
+{{- if le $keepalive $proxyIdle }}
+{{- fail (printf "config.keepalive (%d) must be greater than upstreamProxy.idleTimeoutSeconds (%d): the proxy in front must close idle upstream connections before gunicorn does, or it reuses a connection the server has just closed and answers 502" $keepalive $proxyIdle) }}
+{{- end }}
+{{- if include "reviewserve.pdbEnabled" . }}
+{{- $min := include "reviewserve.minReplicas" . | int }}
+{{- $pdb := .Values.podDisruptionBudget }}
+{{- if not (kindIs "invalid" $pdb.minAvailable) }}
+{{- $pods := include "reviewserve.pdbPods" (list $pdb.minAvailable $min) | int }}
+{{- if ge $pods $min }}
+{{- fail (printf "podDisruptionBudget.minAvailable (%v) keeps all %d pods of the minimum replica count (%s) available: no pod could ever be evicted and every node drain would block; use fewer, or maxUnavailable" $pdb.minAvailable $min (ternary "autoscaling.minReplicas" "replicaCount" .Values.autoscaling.enabled)) }}
+{{- end }}
+{{- else if lt (include "reviewserve.pdbPods" (list $pdb.maxUnavailable $min) | int) 1 }}
+{{- fail (printf "podDisruptionBudget.maxUnavailable (%v) allows no pod to be evicted: every node drain would block; use at least 1" $pdb.maxUnavailable) }}
+{{- end }}
+{{- end }}
+{{- if and (not (kindIs "invalid" .Values.service.nodePort)) (not (has .Values.service.type (list "NodePort" "LoadBalancer"))) }}
+{{- fail (printf "service.nodePort (%v) needs service.type NodePort or LoadBalancer (it is %s)" .Values.service.nodePort .Values.service.type) }}
+{{- end }}
+{{- if and .Values.service.externalTrafficPolicy (not (has .Values.service.type (list "NodePort" "LoadBalancer"))) }}
+{{- fail (printf "service.externalTrafficPolicy (%s) needs service.type NodePort or LoadBalancer (it is %s)" .Values.service.externalTrafficPolicy .Values.service.type) }}
+{{- end }}
 {{- end }}
 
 {{/*
@@ -122,6 +206,7 @@ ConfigMap data: every app setting as an environment variable.
 */}}
 {{- define "reviewserve.configData" -}}
 PORT: {{ .Values.config.port | int64 | toString | quote }}
+WORKERS: {{ include "reviewserve.workers" . | quote }}
 THREADS: {{ .Values.config.threads | int64 | toString | quote }}
 MODEL_PATH: {{ .Values.config.modelPath | quote }}
 MAX_BODY_BYTES: {{ .Values.config.maxBodyBytes | int64 | toString | quote }}
@@ -135,6 +220,13 @@ SHUTDOWN_DELAY: {{ .Values.config.shutdownDelay | int64 | toString | quote }}
 MAX_REQUESTS: {{ .Values.config.maxRequests | int64 | toString | quote }}
 MAX_REQUESTS_JITTER: {{ .Values.config.maxRequestsJitter | int64 | toString | quote }}
 PROMETHEUS_MULTIPROC_DIR: "/var/run/reviewserve/metrics"
+{{- end }}
+
+{{/*
+Grafana dashboard uid (at most 40 characters), unique per release namespace and name.
+*/}}
+{{- define "reviewserve.dashboardUid" -}}
+{{- printf "reviewserve-%s" (printf "%s/%s" .Release.Namespace (include "reviewserve.fullname" .) | sha256sum | trunc 16) }}
 {{- end }}
 
 {{/*

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from flask import Request
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
+from werkzeug.exceptions import ClientDisconnected
 
 from reviewserve.model import InvalidText, Prediction, Predictor, TextTooLong
 from reviewserve.web.errors import APIError
@@ -30,13 +31,22 @@ def read_json(request: Request) -> Any:
             "unsupported_media_type",
             "the V2 binary tensor data extension is not supported: send tensors as JSON (binary_data=False)",
         )
-    raw = request.get_data(cache=True)  # bounded by MAX_CONTENT_LENGTH -> 413
+    try:
+        raw = request.get_data(cache=True)  # bounded by MAX_CONTENT_LENGTH -> 413
+    except ClientDisconnected:
+        # Fewer bytes than Content-Length: the client closed, or sent nothing for KEEPALIVE seconds.
+        raise APIError(
+            400, "incomplete_body", "the request body ended or stalled before Content-Length bytes arrived"
+        ) from None
     try:
         return json.loads(raw.decode("utf-8"))  # RFC 8259: JSON on the wire is UTF-8
     except UnicodeDecodeError as exc:
         raise APIError(400, "invalid_json", f"request body is not UTF-8: {exc}") from None
     except json.JSONDecodeError as exc:
         raise APIError(400, "invalid_json", f"request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        # json refuses nesting deeper than the interpreter's recursion limit (about 1,000 levels).
+        raise APIError(400, "invalid_json", "request body is nested too deeply") from None
 
 
 def _pydantic_422(exc: ValidationError) -> APIError:

@@ -14,8 +14,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from gunicorn.glogging import Logger
+
 from reviewserve.logs import logging_config
 from reviewserve.settings import get_settings
+from reviewserve.web import balance  # noqa: F401  (its shared table must exist before the fork)
 
 _settings = get_settings()
 _metrics_dir = Path(os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(_settings.prometheus_multiproc_dir)))
@@ -35,7 +38,9 @@ _clear_metrics_dir()
 
 bind = f"{_settings.host}:{_settings.port}"
 workers = _settings.workers
-worker_class = "gthread"
+# gevent: reviewserve's own gevent worker (slow clients wait in the event loop; see web/worker.py).
+worker_class = "reviewserve.web.worker.ReviewserveWorker" if _settings.worker_class == "gevent" else "gthread"
+worker_connections = _settings.worker_connections
 threads = _settings.threads
 preload_app = True  # load and verify the model once, before fork; workers share its pages
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
@@ -44,7 +49,20 @@ graceful_timeout = _settings.graceful_timeout
 keepalive = _settings.keepalive
 max_requests = _settings.max_requests
 max_requests_jitter = _settings.max_requests_jitter
-accesslog = None  # the app logs one JSON line per request itself
+
+
+class AppOwnsAccessLog(Logger):
+    """gunicorn's logger minus its access log (the app logs one JSON line per request itself).
+
+    With ``logconfig_dict`` set, gunicorn would build its access-log fields for every request only for the
+    ``gunicorn.access`` logger to drop them.
+    """
+
+    access_log_enabled = False
+
+
+accesslog = None
+logger_class = AppOwnsAccessLog
 logconfig_dict = logging_config(_settings.log_level)
 proc_name = "reviewserve"
 # gunicorn >= 25.1 opens a runtime-control socket under $HOME by default: a management interface we do

@@ -6,6 +6,7 @@ aggregates them, so counts are right whatever worker answers the scrape.
 
 from __future__ import annotations
 
+import collections
 import os
 from collections.abc import Sequence
 
@@ -67,8 +68,9 @@ class ModelMetrics:
     def observe(self, predictions: Sequence[Prediction]) -> None:
         """Record one request's predictions."""
         self.reviews_per_request.observe(len(predictions))
+        for label, count in collections.Counter(p.label for p in predictions).items():
+            self.predictions.labels(label=label).inc(count)  # one write per label, not per review
         for prediction in predictions:
-            self.predictions.labels(label=prediction.label).inc()
             self.positive_probability.observe(prediction.positive_probability)
 
 

@@ -1,0 +1,1 @@
+"""The peer servers' own code (run inside their own virtual environments)."""

@@ -1,0 +1,213 @@
+"""The gunicorn worker: gunicorn's gevent worker, tuned for a CPU-bound model behind keep-alive clients.
+
+Why gevent: a connection costs a greenlet, not a thread, so slow clients (headers or bodies trickled in,
+idle keep-alive) wait in the event loop without blocking anyone; the CPU-bound prediction runs one
+request at a time per worker, which is all a core can do anyway. What this class adds to
+:class:`gunicorn.workers.ggevent.GeventWorker`, each measured by ``make bench`` / ``make bench-slow``:
+
+- **One segment per response.** Headers and body leave in one send (see :class:`_OneSegmentSocket`).
+- **Turns.** A gevent socket read that finds the next request already waiting does not yield, so one busy
+  keep-alive connection could be served again and again while the others wait: yield after each request.
+- **Stall limit.** A connection that sends nothing for ``KEEPALIVE`` seconds is closed, idle or in the middle
+  of a request (socket timeout); request headers must arrive within ``KEEPALIVE`` seconds (gunicorn's).
+- **Even spread.** A worker holding more than its fair share of the kept-alive connections stops accepting
+  and closes the excess after their current response (:mod:`reviewserve.web.balance`): after a worker is
+  recycled its clients do not stay piled on the surviving worker while the new one idles. A connection is
+  also closed after ``KEEPALIVE_REQUESTS`` requests, as nginx does.
+- **Quick exit.** A stopping worker (recycled after ``MAX_REQUESTS``, or SIGTERM) stops accepting at once,
+  closes each busy connection after its current response, gives idle kept-alive connections
+  a moment (0.5 s when recycled, gunicorn's 2 s on SIGTERM; a request arriving meanwhile is answered with
+  ``Connection: close``),
+  then closes them and exits, instead of polling once a second and waiting out ``GRACEFUL_TIMEOUT``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import sys
+import time
+from functools import partial
+from typing import Any
+
+import gevent
+from gevent.pool import Pool
+from gevent.server import StreamServer
+from gunicorn.workers.base_async import AsyncWorker
+from gunicorn.workers.ggevent import GeventWorker
+from gunicorn.workers.gthread import STOP_KEEPALIVE_LINGER
+
+from reviewserve.settings import get_settings
+from reviewserve.web.balance import ConnectionBalancer
+
+POLL_SECONDS = 0.05  # how soon a stopping worker notices that it should stop, and that it is done
+# Idle kept-alive connections of a recycled worker get this long for a request already on its way; the
+# replacement worker is forked only once this one has exited, so the wait is kept short.
+RECYCLE_LINGER_SECONDS = 0.5
+
+
+class _KeepaliveWait(gevent.Timeout):
+    """gunicorn's wait for the next request on a connection, registered so a stopping worker can end it."""
+
+    def __init__(self, waiting: dict[Any, _KeepaliveWait], seconds: float) -> None:
+        super().__init__(seconds, False)  # False: on expiry the with-block ends quietly, no request
+        self._waiting = waiting
+
+    def __enter__(self) -> _KeepaliveWait:
+        self._waiting[gevent.getcurrent()] = self
+        return super().__enter__()
+
+    def __exit__(self, typ: Any, value: Any, tb: Any) -> bool | None:
+        self._waiting.pop(gevent.getcurrent(), None)
+        return super().__exit__(typ, value, tb)
+
+
+class _OneSegmentSocket:
+    """A client socket whose first write of a response (gunicorn's status line and headers) waits for the next.
+
+    gunicorn writes a response's headers and its body with two sends; on a keep-alive connection that is two
+    TCP segments and two wake-ups of the client for a few hundred bytes. Held and sent together, they go out
+    as one. Anything that reaches the file descriptor directly (``fileno()``, e.g. sendfile) flushes first.
+    """
+
+    __slots__ = ("_held", "_sock")
+
+    def __init__(self, sock: Any) -> None:
+        self._sock = sock
+        self._held: bytes | None = None
+
+    def sendall(self, data: bytes, *args: Any) -> None:
+        """Hold the first write; send it in front of the second; pass later ones through."""
+        if self._held is None:
+            self._held = bytes(data)
+            return
+        if self._held:
+            data, self._held = self._held + data, b""
+        self._sock.sendall(data, *args)
+
+    def flush(self) -> None:
+        """Send a held write that no second write followed (a response without body)."""
+        if self._held:
+            held, self._held = self._held, b""
+            self._sock.sendall(held)
+
+    def fileno(self) -> int:
+        """The descriptor, after flushing: whoever writes to it directly must come after the held bytes."""
+        self.flush()
+        return self._sock.fileno()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+class ReviewserveWorker(GeventWorker):
+    """gunicorn's gevent worker with turns, a stall limit, connection re-homing and a quick exit."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.keepalive_requests = get_settings().keepalive_requests or None
+        self._waiting: dict[Any, _KeepaliveWait] = {}  # greenlet -> its wait for a next request
+        self._clients: dict[Any, Any] = {}  # greenlet -> its client socket
+        self._shed = 0  # connections to close after their current response (above the fair share)
+
+    def timeout_ctx(self) -> _KeepaliveWait:
+        """gunicorn's keep-alive wait (it also bounds reading the request headers), made interruptible."""
+        return _KeepaliveWait(self._waiting, self.cfg.keepalive)
+
+    def handle(self, listener: Any, client: Any, addr: Any) -> None:
+        """Serve one connection; no byte for ``KEEPALIVE`` (+1) seconds closes it."""
+        # +1: while waiting for headers gunicorn's own keep-alive timeout fires first and ends quietly.
+        client.settimeout(self.cfg.keepalive + 1 if self.cfg.keepalive else None)
+        current = gevent.getcurrent()
+        self._clients[current] = client
+        try:
+            AsyncWorker.handle(self, listener, client, addr)  # GeventWorker.handle only made it blocking
+        finally:
+            self._clients.pop(current, None)
+
+    def handle_request(self, listener_name: Any, req: Any, sock: Any, addr: Any) -> Any:
+        """Serve one request (closing the connection after its quota), then let the others take a turn."""
+        if self._shed > 0 and self.alive:
+            self._shed -= 1
+            req.must_close = True  # -> "Connection: close"; the client reconnects to a worker with room
+        elif self.keepalive_requests and req.req_number >= self.keepalive_requests:
+            req.must_close = True
+        out = _OneSegmentSocket(sock)
+        try:
+            return super().handle_request(listener_name, req, out, addr)
+        finally:
+            out.flush()
+            gevent.sleep(0)
+
+    def run(self) -> None:
+        """Accept and serve until told to stop, then drain quickly (see the module docstring)."""
+        servers = []
+        for sock in self.sockets:
+            sock.setblocking(1)
+            pool = Pool(self.worker_connections)
+            server = StreamServer(sock, handle=partial(self.handle, sock), spawn=pool)
+            if self.cfg.workers > 1:
+                server.max_accept = 1  # take one connection per wake-up: leave the rest to idle workers
+            server.start()
+            servers.append(server)
+
+        balancer = ConnectionBalancer(self.pid) if self.cfg.workers > 1 else None
+        last_notify = 0.0
+        accepting = True
+        while self.alive:
+            now = time.monotonic()
+            if now - last_notify >= 1.0:
+                self.notify()
+                last_notify = now
+            if balancer is not None:
+                self._shed = balancer.excess(len(self._clients))
+                if accepting != (self._shed == 0):
+                    accepting = self._shed == 0
+                    for server in servers:
+                        if accepting:
+                            server.start_accepting()
+                        else:
+                            server.stop_accepting()
+            gevent.sleep(POLL_SECONDS)
+        if balancer is not None:
+            balancer.release()
+
+        for server in servers:
+            server.close()  # stop accepting; busy connections close after their response (not alive)
+        self._drain(servers)
+        # Exit here rather than through interpreter teardown, where gevent's patched threading module is
+        # already gone and logging's weakref callbacks print "Exception ignored" tracebacks at every recycle.
+        self.log.info("Worker exiting (pid: %s)", self.pid)
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+
+    def _drain(self, servers: list[StreamServer]) -> None:
+        """Wait for the in-flight requests; end idle keep-alive waits after a short linger."""
+        started = time.monotonic()
+        recycled = self.nr >= self.max_requests
+        linger = RECYCLE_LINGER_SECONDS if recycled else STOP_KEEPALIVE_LINGER
+        linger_until = started + min(linger, self.cfg.graceful_timeout)
+        while time.monotonic() - started <= self.cfg.graceful_timeout:
+            if all(server.pool.free_count() == server.pool.size for server in servers):
+                return
+            if time.monotonic() >= linger_until:
+                self._end_idle_waits()
+            self.notify()
+            gevent.sleep(POLL_SECONDS)
+        self.log.warning("Worker graceful timeout (pid:%s)", self.pid)
+        for server in servers:
+            server.stop(timeout=1)
+
+    def _end_idle_waits(self) -> None:
+        """End the keep-alive wait of every connection that has sent nothing (a request in flight is kept)."""
+        for greenlet, wait in list(self._waiting.items()):
+            client = self._clients.get(greenlet)
+            try:
+                readable = client is not None and bool(select.select([client], [], [], 0)[0])
+            except (OSError, ValueError):
+                readable = False
+            if not readable:
+                greenlet.kill(exception=wait, block=False)

@@ -1,0 +1,60 @@
+"""Find a Helm release's app objects from what the cluster returns, for any release name and namespace.
+
+Pure functions over plain manifests (dicts, as `kubectl get -o json` or `ApiClient.sanitize_for_serialization`
+give them), so tests/chart can check them against the chart rendered for many release names without a cluster.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+Manifest = dict[str, Any]
+
+
+def release_selector(release: str) -> str:
+    """Label selector for every object of a release that the chart labels (its standard labels)."""
+    return f"app.kubernetes.io/instance={release},app.kubernetes.io/managed-by=Helm"
+
+
+def app_deployment(deployments: list[Manifest], release: str) -> Manifest:
+    """The release's web-server Deployment: instance label and pod component `server`.
+
+    Names are never guessed (nameOverride, fullnameOverride and release names containing the chart
+    name all change them); other Deployments of the same release (workers, consumers) are ignored.
+    """
+    mine = [
+        d
+        for d in deployments
+        if (d["metadata"].get("labels") or {}).get("app.kubernetes.io/instance") == release
+        and (d["spec"]["template"]["metadata"].get("labels") or {}).get("app.kubernetes.io/component") == "server"
+    ]
+    if len(mine) != 1:
+        names = [d["metadata"]["name"] for d in deployments]
+        raise LookupError(f"expected one server Deployment of release {release!r}, found {len(mine)} among {names}")
+    return mine[0]
+
+
+def pod_selector(deployment: Manifest) -> str:
+    """The Deployment's own pod selector as a label-selector string."""
+    labels = deployment["spec"]["selector"]["matchLabels"]
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+
+
+def app_service(services: list[Manifest], deployment: Manifest) -> Manifest:
+    """The Service whose selector picks the Deployment's pods, with a port named http."""
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    found = [
+        s
+        for s in services
+        if s["spec"].get("selector")
+        and all(pod_labels.get(k) == v for k, v in s["spec"]["selector"].items())
+        and any(p.get("name") == "http" for p in s["spec"]["ports"])
+    ]
+    if len(found) != 1:
+        raise LookupError(f"expected one Service with an http port selecting {deployment['metadata']['name']}")
+    return found[0]
+
+
+def http_port(service: Manifest) -> int:
+    """The Service's port named http."""
+    return next(int(p["port"]) for p in service["spec"]["ports"] if p.get("name") == "http")
