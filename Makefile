@@ -57,8 +57,8 @@ bench-slow: install-dev ## 256 slow connections vs normal requests -> docs/bench
 bench-soak: install-dev ## 10-minute soak at c=32, mixed traffic, recycling on -> docs/benchmarks.md
 	$(BIN)/python -m benchmarks.soak $(BENCH_ARGS)
 
-bench-stream: install-dev ## Streaming benchmark: in-process vs end-to-end messages/s (1, 2 consumers), latency
-	$(BIN)/python benchmarks/stream_throughput.py --out benchmarks/stream_results.json
+bench-stream: install-dev ## Streaming (~4 min): in-process vs end-to-end messages/s, 1 and 2 consumers, latency
+	$(BIN)/python -m benchmarks.stream_throughput --out benchmarks/results/stream.json $(BENCH_ARGS)
 
 tools: ## helm 3 + 4, checkov, promtool, CRD validators into .tools/ (the tests do this when needed)
 	bash k8s/scripts/install-tools.sh

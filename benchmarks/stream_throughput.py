@@ -14,7 +14,7 @@ All in one run, on this machine:
 Reviews are the UCI sentences from ../shared/data when present, else synthetic ones. The load
 average before and after is recorded: the machine may be shared.
 
-    .venv/bin/python benchmarks/stream_throughput.py --out benchmarks/stream_results.json
+    .venv/bin/python -m benchmarks.stream_throughput --out benchmarks/results/stream.json   (make bench-stream)
 """
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ from typing import Any
 
 import redis
 import requests
+
+from benchmarks.machine import cpu_model
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_DIR = ROOT / "models" / "review-sentiment" / "1"
@@ -239,7 +241,13 @@ def main() -> None:
 
     texts = load_reviews(args.messages)
     load_before = os.getloadavg()
-    report: dict[str, Any] = {"cpus": os.cpu_count(), "load_before": load_before, "batch_size": args.batch_size}
+    report: dict[str, Any] = {
+        "cpus": os.cpu_count(),
+        "cpu_model": cpu_model(),
+        "load_before": load_before,
+        "batch_size": args.batch_size,
+        "messages": args.messages,
+    }
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         server = RedisServer(workdir)
@@ -285,6 +293,7 @@ def main() -> None:
     )
     print(f"load average before {load_before[0]:.2f}, after {report['load_after'][0]:.2f} ({os.cpu_count()} CPUs)")
     if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(report, indent=2) + "\n")
 
 
