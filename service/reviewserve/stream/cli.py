@@ -214,7 +214,7 @@ def produce(
     "--database-url",
     envvar="DATABASE_URL",
     show_envvar=True,
-    help="SQLAlchemy URL for --sink sql, e.g. sqlite:///archive.db or postgresql+psycopg://u:p@host/db.",
+    help="SQLAlchemy URL for --sink sql, e.g. sqlite:///archive.db or postgresql+pg8000://u:p@host/db.",
 )
 @click.option(
     "--database-url-file",
