@@ -46,7 +46,8 @@ RUN --mount=type=secret,id=pip-ca,required=false \
 COPY README.md ./
 COPY service/ service/
 # Then slim the venv: the runtime needs neither pip nor setuptools (fewer
-# packages, fewer CVEs), nor the test suites of the scientific stack (~65 MB).
+# packages, fewer CVEs), nor the test suites of the scientific stack (~65 MB),
+# SQLAlchemy's test helpers, or C/Cython sources and headers (~6 MB).
 RUN --mount=type=secret,id=pip-ca,required=false \
     if [ -s /run/secrets/pip-ca ]; then \
         export PIP_CERT=/run/secrets/pip-ca REQUESTS_CA_BUNDLE=/run/secrets/pip-ca; \
@@ -58,7 +59,9 @@ RUN --mount=type=secret,id=pip-ca,required=false \
     && site="$(/opt/venv/bin/python3 -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" \
     && for pkg in numpy scipy sklearn; do \
         if [ -d "$site/$pkg" ]; then find "$site/$pkg" -depth -type d -name tests -exec rm -rf {} +; fi; \
-    done
+    done \
+    && rm -rf "$site/sqlalchemy/testing" \
+    && find "$site" -type f \( -name '*.c' -o -name '*.h' -o -name '*.pyx' -o -name '*.pxd' \) -delete
 
 # ------------------------------------------------------------------ final ---
 FROM ${BASE_IMAGE}

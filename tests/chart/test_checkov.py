@@ -143,3 +143,16 @@ def test_checkov_catches_insecure_pod(kit: Any, checkov_env: dict[str, str], tmp
     report = run_checkov(kit, checkov_env, "everything-on.yaml", tmp_path)
     failed = {c["check_id"] for c in report["results"]["failed_checks"]}
     assert {"CKV_K8S_8", "CKV_K8S_20", "CKV_K8S_22"} <= failed, failed
+
+
+def test_checkov_kubernetes_framework_stream_on(kit: Any, checkov_env: dict[str, str], tmp_path: Path) -> None:
+    """The stream consumers, the dev Redis, HPA and ScaledObject renderings: zero failed, no global skips."""
+    for values in ("stream-on-values.yaml", "stream-kind-values.yaml"):
+        res = kit.template((values,))
+        assert res.returncode == 0, res.stderr
+        (tmp_path / values).write_text(res.stdout)
+    report = run_checkov(kit, checkov_env, "everything-on.yaml", tmp_path)
+    summary = report["summary"]
+    assert summary["resource_count"] >= 20, summary
+    assert summary["failed"] == 0, failures(report)
+    _assert_skips_documented(report)

@@ -18,6 +18,8 @@ CRD_KINDS = {
     ("monitoring.coreos.com/v1", "ServiceMonitor"),
     ("monitoring.coreos.com/v1", "PrometheusRule"),
     ("gateway.networking.k8s.io/v1", "HTTPRoute"),
+    ("keda.sh/v1alpha1", "ScaledObject"),
+    ("monitoring.coreos.com/v1", "PodMonitor"),
 }
 
 EXPECTED_KINDS: dict[str, set[str]] = {
@@ -38,6 +40,11 @@ EXPECTED_KINDS: dict[str, set[str]] = {
     "extensions-values.yaml": {"ConfigMap", "Deployment", "Ingress", "Pod", "PodDisruptionBudget", "Service"}
     | {"ServiceAccount"},
     "minimal-values.yaml": {"ConfigMap", "Deployment", "Pod", "Service"},
+    # The stream consumers (issue 9): their Deployment plus HPA / KEDA ScaledObject / dev Redis.
+    "stream-on-values.yaml": {"ConfigMap", "Deployment", "Ingress", "Pod", "PodDisruptionBudget", "Service"}
+    | {"ServiceAccount", "HorizontalPodAutoscaler", "NetworkPolicy", "ServiceMonitor", "PodMonitor"},
+    "stream-kind-values.yaml": {"ConfigMap", "Deployment", "Ingress", "Pod", "PodDisruptionBudget", "Service"}
+    | {"ServiceAccount", "ScaledObject", "Secret", "NetworkPolicy"},
 }
 
 
@@ -140,6 +147,24 @@ def test_httproute_off_by_default_and_sends_to_the_service(kit: Any) -> None:
         assert rule["backendRefs"] == [
             {"name": svc["metadata"]["name"], "port": svc["spec"]["ports"][0]["port"], "weight": 1}
         ]
+
+
+def test_scaled_object_matches_keda_crd_schema(kit: Any) -> None:
+    """The stream consumers' KEDA ScaledObject (and PodMonitor) validate against their CRD schemas."""
+    docs = [d for d in kit.render(("stream-kind-values.yaml",)) if d["kind"] == "ScaledObject"]
+    assert len(docs) == 1
+    code, results = _validate_crds(kit, docs)
+    assert code == 0, results
+    monitors = [d for d in kit.render(("stream-on-values.yaml",)) if (d["apiVersion"], d["kind"]) in CRD_KINDS]
+    assert {d["kind"] for d in monitors} == {"ServiceMonitor", "PodMonitor"}
+    code, results = _validate_crds(kit, monitors)
+    assert code == 0, results
+    bad = json.loads(json.dumps(docs[0]))
+    bad["spec"]["triggers"][0]["metadata"]["lagCount"] = 200  # KEDA wants strings
+    bad["spec"]["minReplicaCount"] = "1"
+    code, results = _validate_crds(kit, [bad])
+    assert code == 1 and not results[0]["ok"]
+    assert "lagCount must be string" in results[0]["error"], results
 
 
 def test_crd_validator_catches_errors(kit: Any) -> None:

@@ -1,6 +1,7 @@
-// Validate custom resources against the schemas generated from their CRDs: ServiceMonitor and
-// PrometheusRule (npm @kubernetes-models/prometheus-operator), HTTPRoute (npm @kubernetes-models/gateway-api,
-// the Gateway API standard-channel CRDs).
+// Validate custom resources against the schemas generated from their CRDs: ServiceMonitor,
+// PrometheusRule and PodMonitor (npm @kubernetes-models/prometheus-operator), HTTPRoute (npm
+// @kubernetes-models/gateway-api, the Gateway API standard-channel CRDs), ScaledObject (npm
+// @kubernetes-models/keda).
 // Usage: node validate_crds.mjs <node_modules dir>  < resources.json   (a JSON array)
 // Prints one JSON line per resource: {"kind", "name", "ok", "error"}; exits 1 if any is invalid.
 import { readFileSync } from "node:fs";
@@ -18,6 +19,8 @@ const models = {
   "monitoring.coreos.com/v1/ServiceMonitor": await load("prometheus-operator", "monitoring.coreos.com/v1", "ServiceMonitor"),
   "monitoring.coreos.com/v1/PrometheusRule": await load("prometheus-operator", "monitoring.coreos.com/v1", "PrometheusRule"),
   "gateway.networking.k8s.io/v1/HTTPRoute": await load("gateway-api", "gateway.networking.k8s.io/v1", "HTTPRoute"),
+  "monitoring.coreos.com/v1/PodMonitor": await load("prometheus-operator", "monitoring.coreos.com/v1", "PodMonitor"),
+  "keda.sh/v1alpha1/ScaledObject": await load("keda", "keda.sh/v1alpha1", "ScaledObject"),
 };
 
 const resources = JSON.parse(readFileSync(0, "utf8"));

@@ -279,17 +279,45 @@ def image_user(image: str) -> str:
     return run([DOCKER, "image", "inspect", "--format", "{{.Config.User}}", image]).stdout.strip()
 
 
+def write_secret_volume(secret: Manifest, docs: list[Manifest], target: Path, fs_group: int | None) -> Path:
+    """Materialise a `secret` volume as the kubelet does: one file per item, defaultMode, group fsGroup.
+
+    The Secret must be among `docs` (the tests add the ones a cluster would already hold).
+    """
+    found = [d for d in docs if d.get("kind") == "Secret" and d["metadata"]["name"] == secret["secretName"]]
+    if not found:
+        if secret.get("optional"):
+            found = [{}]
+        else:
+            raise AssertionError(f"secret {secret['secretName']!r} is mounted by the Deployment but not present")
+    data = {k: base64.b64decode(v) for k, v in (found[0].get("data") or {}).items()}
+    data.update({k: str(v).encode() for k, v in (found[0].get("stringData") or {}).items()})
+    items = secret.get("items") or [{"key": k, "path": k} for k in data]
+    target.mkdir(parents=True, exist_ok=True)
+    for item in items:
+        if item["key"] not in data:
+            raise AssertionError(f"secret {secret['secretName']!r} has no key {item['key']!r}")
+        path = target / item["path"]
+        path.write_bytes(data[item["key"]])
+        os.chmod(path, int(item.get("mode", secret.get("defaultMode", 0o644))))
+        if fs_group is not None and os.geteuid() == 0:
+            os.chown(path, 0, fs_group)
+    return target
+
+
 def translate(
     deployment: Manifest,
     docs: list[Manifest],
     pod_name: str,
     container_name: str | None = None,
     node_cpu_count: int | None = None,
+    secret_dir: Path | None = None,
 ) -> PodContainer:
     """Turn the Deployment's pod template (one container of it) into `docker run` flags.
 
     `node_cpu_count` emulates the node's allocatable CPUs, which the downward API reports for
     limits.cpu when the container has no CPU limit (default: this machine's CPU count).
+    `secret` volumes are written under `secret_dir` and bind-mounted read-only (Unsupported without it).
     """
     template = deployment["spec"]["template"]
     pod_meta = dict(template.get("metadata") or {}, name=pod_name)
@@ -339,6 +367,12 @@ def translate(
     volumes = {v["name"]: v for v in pod.get("volumes", [])}
     for mount in container.get("volumeMounts", []):
         volume = volumes[mount["name"]]
+        if "secret" in volume and secret_dir is not None:
+            if mount.get("subPath") or not mount.get("readOnly"):
+                raise Unsupported("secret volume mounted with subPath or writable")
+            source = write_secret_volume(volume["secret"], docs, secret_dir / mount["name"], pod_sc.get("fsGroup"))
+            args += ["--mount", f"type=bind,src={source},dst={mount['mountPath']},readonly"]
+            continue
         if "emptyDir" not in volume:
             raise Unsupported(f"volume type of {mount['name']}: {sorted(volume)}")
         if mount.get("subPath"):
