@@ -34,7 +34,7 @@ def _check(text: object, max_chars: int) -> str | RowResult:
     if isinstance(text, Unreadable):
         return RowResult(STATUS_ERROR, error=text.reason)
     if isinstance(text, bytes | bytearray | memoryview):
-        return RowResult(STATUS_ERROR, error="invalid_text: the stored text is not valid UTF-8")
+        return RowResult(STATUS_ERROR, error="invalid_text: the stored value is not UTF-8 text")
     if text is None:
         return RowResult(STATUS_ERROR, error="null_review: the text is NULL")
     try:
