@@ -112,7 +112,7 @@ def test_shards_running_at_once_cover_every_row_exactly_once(db_url: str, key: s
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-        )  # fmt: skip
+        )
         for k in range(shards)
     ]
     outputs = [p.communicate(timeout=300) for p in processes]
