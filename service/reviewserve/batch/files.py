@@ -16,7 +16,10 @@ scored_at -- the same as the predictions table.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+import logging
 import posixpath
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +32,7 @@ from fsspec.utils import get_protocol
 
 from reviewserve.batch.results import STATUS_OK, RowResult, Unreadable
 
+log = logging.getLogger("reviewserve.batch")
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
 DONE_DIR = "_done"
 ROW_COLUMN = "row"
@@ -235,6 +239,14 @@ class FileStore:
                 output.close()
                 self.out_fs.mv(tmp, final)
                 self._write_marker(path, final, output)
+                log.info(
+                    "file finished",
+                    extra={
+                        "input": self._url(path),
+                        "output": self.out_fs.unstrip_protocol(final),
+                        "rows": output.rows,
+                    },
+                )
             finally:
                 self._output = None
 
@@ -286,9 +298,8 @@ def _read_csv(fs: Any, path: str, id_column: str, text_column: str, size: int) -
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
-    with fs.open(path, "rb") as handle:
-        head = pacsv.open_csv(handle, parse_options=pacsv.ParseOptions(newlines_in_values=True))
-        names = head.schema.names
+    with fs.open(path, "rb") as handle:  # the header only (a streaming reader left open can abort at exit)
+        names = next(csv.reader(io.TextIOWrapper(handle, encoding="utf-8-sig", newline="")), [])
     if text_column not in names:
         raise _columns_error(path, text_column, names)
     has_id = id_column in names
@@ -299,7 +310,10 @@ def _read_csv(fs: Any, path: str, id_column: str, text_column: str, size: int) -
     )
     with fs.open(path, "rb") as handle:
         reader = pacsv.open_csv(
-            handle, parse_options=pacsv.ParseOptions(newlines_in_values=True), convert_options=convert
+            handle,
+            read_options=pacsv.ReadOptions(use_threads=False),
+            parse_options=pacsv.ParseOptions(newlines_in_values=True),
+            convert_options=convert,
         )
         yield from _rechunk(_batches(reader), has_id, id_column, text_column, size)
 
@@ -364,10 +378,10 @@ def _read_jsonl(fs: Any, path: str, id_column: str, text_column: str, size: int)
                 record = json.loads(line)
                 if not isinstance(record, dict):
                     raise ValueError(f"a JSON {type(record).__name__}, not an object")
-                ids.append(record.get(id_column, row) if has_id else row)
+                ids.append(record.get(id_column) if has_id else row)
                 texts.append(record.get(text_column))
             except ValueError as exc:
-                ids.append(row)
+                ids.append(None if has_id else row)  # the line's id is unknown; the reason names the line
                 texts.append(Unreadable(f"invalid_json: line {row + 1}: {exc}"))
             if len(texts) >= size:
                 yield ids, texts
