@@ -9,7 +9,7 @@ ifneq ($(WORKERS),)
 export WORKERS
 endif
 
-.PHONY: help run dev test lint unit install install-dev lock clean bench tools chart-test kind-up kind-deploy kind-e2e kind-down
+.PHONY: help run dev test lint unit install install-dev lock clean bench bench-batch tools chart-test kind-up kind-deploy kind-e2e kind-down
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -47,6 +47,9 @@ test: install-dev tools lint ## Everything: lint, unit, real gunicorn, chart, Do
 
 bench: install-dev ## Benchmark: in-process latency, batching gain, HTTP throughput, shared memory
 	$(BIN)/python benchmarks/predict_latency.py --out benchmarks/results.json
+
+bench-batch: install-dev ## Batch scoring: job and 2 shards vs in-process Predictor, SQLite + PostgreSQL (SIZES=100000,1000000)
+	$(BIN)/python benchmarks/batch_throughput.py --sizes $(or $(SIZES),100000) --out benchmarks/batch_results.json
 
 tools: ## helm 3 + 4, checkov, promtool, CRD validators into .tools/ (the tests do this when needed)
 	bash k8s/scripts/install-tools.sh
