@@ -9,7 +9,7 @@ ifneq ($(WORKERS),)
 export WORKERS
 endif
 
-.PHONY: help run dev test lint unit install install-dev lock clean bench bench-batch tools chart-test kind-up kind-deploy kind-e2e kind-down
+.PHONY: help run dev test lint unit install install-dev lock clean bench bench-batch load-reviews score tools chart-test kind-up kind-deploy kind-e2e kind-down
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -47,6 +47,13 @@ test: install-dev tools lint ## Everything: lint, unit, real gunicorn, chart, Do
 
 bench: install-dev ## Benchmark: in-process latency, batching gain, HTTP throughput, shared memory
 	$(BIN)/python benchmarks/predict_latency.py --out benchmarks/results.json
+
+REVIEW_FILES ?= ../shared/data/uci-sentiment/*.txt
+load-reviews: install ## Load review files (REVIEW_FILES, default the UCI sentences) into SQLite reviews.db
+	$(BIN)/reviewserve load-reviews $(REVIEW_FILES)
+
+score: install ## Score the reviews table missing predictions (ARGS='--source postgresql://... --shard 0/2' etc.)
+	$(BIN)/reviewserve score $(ARGS)
 
 bench-batch: install-dev ## Batch scoring: job and 2 shards vs in-process Predictor, SQLite + PostgreSQL (SIZES=100000,1000000)
 	$(BIN)/python benchmarks/batch_throughput.py --sizes $(or $(SIZES),100000) --out benchmarks/batch_results.json
