@@ -181,6 +181,8 @@ def main() -> None:
                     "two_shards_vs_one_job_wall": round(two["wall_rows_per_s"] / one["wall_rows_per_s"], 3),
                 }
                 entry[backend] = result
+                results["sizes"][str(size)] = entry
+                args.out.write_text(json.dumps(results, indent=2) + "\n")  # keep partial results of a long run
                 print(
                     f"[{size} rows] {backend}: one job {job_rate:.0f} rows/s ({ratios['job_vs_in_process']:.0%}"
                     f" of in-process; wall {one['wall_rows_per_s']:.0f}), two shards {two['wall_rows_per_s']:.0f} "

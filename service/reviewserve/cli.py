@@ -310,7 +310,7 @@ def score(**options: Any) -> None:
     def terminated(signum: int, _frame: object) -> None:
         raise SystemExit(f"stopped by signal {signum}")
 
-    signal.signal(signal.SIGTERM, terminated)
+    previous_handler = signal.signal(signal.SIGTERM, terminated)
     started = time.monotonic()
     summary: dict[str, Any] | None = None
     code = EXIT_FAILED
@@ -336,6 +336,7 @@ def score(**options: Any) -> None:
                 exit_code=code,
                 duration=time.monotonic() - started,
             )
+        signal.signal(signal.SIGTERM, previous_handler)
     if summary is None:
         sys.exit(EXIT_FAILED)
     _score_summary_exit(summary, code)

@@ -154,6 +154,18 @@ def run_score(*args: str, env: dict[str, str] | None = None, timeout: float = 30
     return Run(proc.returncode, proc.stdout, proc.stderr)
 
 
+def score_in_process(*args: str, **env: str) -> Run:
+    """``reviewserve score ARGS`` through click's test runner (same code, no interpreter start-up)."""
+    from click.testing import CliRunner
+
+    from reviewserve.cli import main
+
+    result = CliRunner(env={"MODEL_PATH": str(MODEL_DIR), **env}).invoke(main, ["score", "--no-progress", *args])
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return Run(result.exit_code, result.stdout, result.stderr)
+
+
 def kill_after(args: Sequence[str], message: str, count: int, env: dict[str, str] | None = None) -> int:
     """Start ``reviewserve score``, SIGKILL it right after its ``count``-th log line ``message``; return its code."""
     process = subprocess.Popen(

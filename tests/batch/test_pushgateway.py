@@ -10,7 +10,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.batch import servers
-from tests.batch.conftest import make_reviews, review_texts, run_score
+from tests.batch.conftest import make_reviews, review_texts, score_in_process
 
 pytestmark = pytest.mark.slow
 
@@ -31,7 +31,7 @@ def test_a_run_pushes_its_metrics_and_a_failed_run_keeps_the_last_success(tmp_pa
     make_reviews(sqlite_url, [*enumerate(review_texts(40), start=1), (41, "")])
     with servers.pushgateway(tmp_path) as gateway:
         before = time.time()
-        run = run_score("--source", sqlite_url, "--pushgateway", gateway)
+        run = score_in_process("--source", sqlite_url, "--pushgateway", gateway)
         assert run.returncode == 3, run.stderr
         group = (("job", "reviewserve_score"), ("shard", "0/1"), ("source", "reviews"))
         samples = gateway_samples(gateway)
@@ -44,7 +44,7 @@ def test_a_run_pushes_its_metrics_and_a_failed_run_keeps_the_last_success(tmp_pa
         assert before <= success <= time.time()
 
         (tmp_path / "reviews.db").unlink()  # the next night the table is gone: the run fails
-        failed = run_score("--source", sqlite_url, "--pushgateway", gateway)
+        failed = score_in_process("--source", sqlite_url, "--pushgateway", gateway)
         assert failed.returncode == 1
         samples = gateway_samples(gateway)
         assert samples["reviewserve_batch_exit_code"][group] == 1
@@ -56,6 +56,6 @@ def test_an_unreachable_gateway_does_not_change_the_result(sqlite_url: str) -> N
     from tests.conftest import free_port
 
     make_reviews(sqlite_url, list(enumerate(review_texts(5), start=1)))
-    run = run_score("--source", sqlite_url, "--pushgateway", f"http://127.0.0.1:{free_port()}")
+    run = score_in_process("--source", sqlite_url, "--pushgateway", f"http://127.0.0.1:{free_port()}")
     assert run.returncode == 0
     assert "pushgateway push failed" in run.stdout

@@ -19,6 +19,7 @@ from tests.batch.conftest import (
     review_texts,
     run_score,
     score_env,
+    score_in_process,
 )
 
 pytestmark = pytest.mark.slow
@@ -76,18 +77,18 @@ def test_kill_9_mid_run_then_rerun_gives_exactly_one_prediction_per_row(db_url: 
 
 def test_a_new_model_version_scores_everything_again_beside_the_old_results(sqlite_url: str, model_copy: Path) -> None:
     make_reviews(sqlite_url, list(enumerate(review_texts(120), start=1)))
-    assert run_score("--source", sqlite_url).returncode == 0
+    assert score_in_process("--source", sqlite_url).returncode == 0
 
     card = json.loads((model_copy / "card.json").read_text())
     card["version"] = "2"  # the sha256 in the card covers the model file only: this card is valid
     (model_copy / "card.json").write_text(json.dumps(card))
-    second = run_score("--source", sqlite_url, "--model", str(model_copy))
+    second = score_in_process("--source", sqlite_url, "--model", str(model_copy))
     assert second.returncode == 0, second.stderr
     assert (second.summary["version"], second.summary["read"], second.summary["skipped"]) == ("2", 120, 0)
 
     versions = query(sqlite_url, "SELECT model_version, count(*) FROM predictions GROUP BY 1 ORDER BY 1")
     assert [tuple(v) for v in versions] == [("1", 120), ("2", 120)]
-    assert run_score("--source", sqlite_url, "--model", str(model_copy)).summary["read"] == 0
+    assert score_in_process("--source", sqlite_url, "--model", str(model_copy)).summary["read"] == 0
 
 
 @pytest.mark.parametrize("key", ["integer", "text"])
@@ -131,7 +132,7 @@ def test_uuid_keys_on_postgresql(pg_server: object) -> None:
     make_reviews(url, list(zip(keys, review_texts(300), strict=True)), id_type=Uuid())
     reads = []
     for k in range(2):
-        run = run_score("--source", url, "--shard", f"{k}/2", "--chunk-size", "64")
+        run = score_in_process("--source", url, "--shard", f"{k}/2", "--chunk-size", "64")
         assert run.returncode == 0, run.stderr
         reads.append(run.summary["read"])
     assert sum(reads) == 300 and min(reads) > 0
@@ -154,7 +155,7 @@ def test_bad_rows_get_an_error_row_and_exit_code_3(db_url: str) -> None:
         (6, good[1]),
     ]
     make_reviews(db_url, rows)
-    run = run_score("--source", db_url, env=score_env(MAX_REVIEW_CHARS="80"))
+    run = score_in_process("--source", db_url, MAX_REVIEW_CHARS="80")
     assert run.returncode == 3, run.stderr
     assert run.summary | {"read": 6, "scored": 2, "failed": 4, "exit_code": 3} == run.summary
     stored = {r.review_id: r for r in query(db_url, "SELECT * FROM predictions")}
@@ -171,8 +172,8 @@ def test_bad_rows_get_an_error_row_and_exit_code_3(db_url: str) -> None:
     assert stored[5].error.startswith("review_too_long") and "81 characters" in stored[5].error
     assert stored[2].label is None and stored[2].probability is None
     # errors are results too: a rerun does not retry them unless asked
-    assert run_score("--source", db_url).summary["read"] == 0
-    retry = run_score("--source", db_url, "--retry-errors", env=score_env(MAX_REVIEW_CHARS="100"))
+    assert score_in_process("--source", db_url).summary["read"] == 0
+    retry = score_in_process("--source", db_url, "--retry-errors", MAX_REVIEW_CHARS="100")
     assert (retry.summary["read"], retry.summary["scored"], retry.returncode) == (4, 1, 3)
     assert prediction_counts(db_url)["rows"] == 6
 
@@ -185,7 +186,7 @@ def test_text_sqlite_cannot_decode_or_non_text_values_are_error_rows(sqlite_url:
     with sqlite3.connect(engine_url) as conn:  # what SQLite's dynamic typing lets other writers store
         conn.execute("INSERT INTO reviews VALUES (2, CAST(x'fffe41' AS TEXT))")  # TEXT that is not UTF-8
         conn.execute("INSERT INTO reviews VALUES (3, x'00ff')")  # a BLOB in the text column
-    run = run_score("--source", sqlite_url)
+    run = score_in_process("--source", sqlite_url)
     assert run.returncode == 3, run.stderr
     stored = {r.review_id: r for r in query(sqlite_url, "SELECT * FROM predictions")}
     assert stored[1].status == "ok"
@@ -200,38 +201,38 @@ def test_odd_identifiers_are_quoted(db_url: str) -> None:
                  text_column=text_column)  # fmt: skip
     args = ("--source", db_url, "--table", table, "--id-column", id_column, "--text-column", text_column,
             "--predictions-table", predictions, "--chunk-size", "30")  # fmt: skip
-    run = run_score(*args, "--shard", "0/2")
+    run = score_in_process(*args, "--shard", "0/2")
     assert run.returncode == 0, run.stderr
-    rest = run_score(*args, "--shard", "1/2")
+    rest = score_in_process(*args, "--shard", "1/2")
     assert rest.returncode == 0, rest.stderr
     assert run.summary["read"] + rest.summary["read"] == 80
     assert prediction_counts(db_url, predictions) == {"rows": 80, "ids": 80, "duplicates": 0}
-    assert run_score(*args).summary["read"] == 0
+    assert score_in_process(*args).summary["read"] == 0
 
 
 def test_dry_run_counts_and_writes_nothing(db_url: str) -> None:
     make_reviews(db_url, list(enumerate(review_texts(70), start=1)))
-    dry = run_score("--source", db_url, "--dry-run")
+    dry = score_in_process("--source", db_url, "--dry-run")
     assert dry.returncode == 0, dry.stderr
     assert (dry.summary["would_score"], dry.summary["total"], dry.summary["read"]) == (70, 70, 0)
     assert not query(db_url, "SELECT 1 FROM reviews WHERE 1 = 0")  # the database is fine
-    run_score("--source", db_url, "--chunk-size", "20")
-    assert run_score("--source", db_url, "--dry-run").summary["would_score"] == 0
+    score_in_process("--source", db_url, "--chunk-size", "20")
+    assert score_in_process("--source", db_url, "--dry-run").summary["would_score"] == 0
 
 
 def test_clear_errors_for_a_wrong_table_column_shard_or_database(sqlite_url: str, tmp_path: Path) -> None:
     make_reviews(sqlite_url, [(1, "fine")])
-    no_table = run_score("--source", sqlite_url, "--table", "nope")
+    no_table = score_in_process("--source", sqlite_url, "--table", "nope")
     assert no_table.returncode == 1 and "table 'nope' does not exist" in no_table.stderr
     assert "Traceback" not in no_table.stderr
-    no_column = run_score("--source", sqlite_url, "--text-column", "body")
+    no_column = score_in_process("--source", sqlite_url, "--text-column", "body")
     assert no_column.returncode == 1 and "--text-column 'body' is not a column" in no_column.stderr
     assert "['id', 'text']" in no_column.stderr
-    bad_shard = run_score("--source", sqlite_url, "--shard", "2/2")
+    bad_shard = score_in_process("--source", sqlite_url, "--shard", "2/2")
     assert bad_shard.returncode == 2 and "--shard" in bad_shard.stderr
-    unreachable = run_score("--source", "postgresql://nobody@127.0.0.1:1/none")
+    unreachable = score_in_process("--source", "postgresql://nobody@127.0.0.1:1/none")
     assert unreachable.returncode == 1 and "Traceback" not in unreachable.stderr
-    other = run_score("--source", "mysql://u@h/db")
+    other = score_in_process("--source", "mysql://u@h/db")
     assert other.returncode == 1 and "not supported" in other.stderr
-    clash = run_score("--source", sqlite_url, "--predictions-table", "reviews")
+    clash = score_in_process("--source", sqlite_url, "--predictions-table", "reviews")
     assert clash.returncode == 1 and "not a predictions table" in clash.stderr

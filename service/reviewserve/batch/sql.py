@@ -165,7 +165,8 @@ class SqlStore:
                 raise SourceError(f"{option} {name!r} is not a column of table {table!r}; it has {columns}")
         self.id = self.source.columns[id_column]
         self.text = self.source.columns[text_column]
-        self.predictions = predictions_table(self.metadata, predictions, self.id.type)
+        # Its own MetaData: a --predictions-table named like the source must fail the check below, not clash here.
+        self.predictions = predictions_table(MetaData(), predictions, self.id.type)
         self.predictions_exists = inspect(self.engine).has_table(predictions)
         if self.predictions_exists:
             self._check_predictions_columns(predictions)
