@@ -326,12 +326,7 @@ def score(**options: Any) -> None:
             push_run(
                 options["pushgateway"],
                 job=options["pushgateway_job"],
-                grouping={
-                    "source": options["table"]
-                    if summary is None or "files" not in summary
-                    else options["source"].rsplit("/", 1)[-1],
-                    "shard": str(shard),
-                },
+                grouping={"source": _push_source(options), "shard": str(shard)},
                 summary=summary,
                 exit_code=code,
                 duration=time.monotonic() - started,
@@ -340,6 +335,13 @@ def score(**options: Any) -> None:
     if summary is None:
         sys.exit(EXIT_FAILED)
     _score_summary_exit(summary, code)
+
+
+def _push_source(options: dict[str, Any]) -> str:
+    """The Pushgateway group's source label: the table, or the files' path pattern (never a database URL)."""
+    from reviewserve.batch.files import is_file_source
+
+    return options["source"].rsplit("/", 1)[-1] if is_file_source(options["source"]) else options["table"]
 
 
 def _run_score(settings: Settings, shard: Any, options: dict[str, Any]) -> Any:
