@@ -176,6 +176,8 @@ class FileStore:
         unknown = [p for p in found if not _format(p)]
         if not self.inputs:
             hint = f" ({len(unknown)} file(s) of other types: {unknown[:3]})" if unknown else ""
+            if any(p.endswith((".db", ".sqlite", ".sqlite3")) for p in unknown):
+                hint += "; for a SQLite database use --source sqlite:///PATH"
             raise FilesError(f"no CSV/JSONL/Parquet input matches {source!r}{hint}")
         self._output: _Output | None = None
         self._plan: FilesPlan | None = None
