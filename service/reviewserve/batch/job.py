@@ -6,6 +6,8 @@ The same loop drives a SQL table and files; it never touches scikit-learn, only 
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
@@ -91,8 +93,11 @@ def run_job(
         summary.would_score = plan.pending
         return summary
     progress = Progress(plan.pending, bar=bar)
+    chunks = store.chunks(chunk_size)
+    if getattr(store, "prefetch", False):
+        chunks = prefetched(chunks)
     try:
-        for ids, texts in store.chunks(chunk_size):
+        for ids, texts in chunks:
             results = score_texts(predictor, texts)
             store.write(ids, results)
             ok = sum(1 for r in results if r.status == STATUS_OK)
@@ -103,6 +108,48 @@ def run_job(
         summary.seconds = round(progress.seconds, 3)
         summary.rows_per_s = round(progress.read / progress.seconds, 1) if progress.seconds > 0 else 0.0
     return summary
+
+
+_DONE = object()
+
+
+def prefetched(chunks: Iterator[Any]) -> Iterator[Any]:
+    """Read the next chunk in a thread while this one is scored (the database works while the model does).
+
+    Only for sources whose reads do not depend on the previous chunk's write (the SQL keyset: the next
+    page starts after the last id read, whatever was written). At most one chunk is read ahead.
+    """
+    ready: queue.Queue[Any] = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def reader() -> None:
+        try:
+            for chunk in chunks:
+                while not stop.is_set():
+                    try:
+                        ready.put(chunk, timeout=0.2)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            ready.put(_DONE)
+        except BaseException as exc:  # handed to the consumer, raised there
+            ready.put(exc)
+
+    thread = threading.Thread(target=reader, name="prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = ready.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=5)
 
 
 def _jsonable(value: Any) -> Any:

@@ -136,6 +136,8 @@ class Plan:
 class SqlStore:
     """Reads missing rows of ``table`` in keyset chunks; upserts their predictions and commits per chunk."""
 
+    prefetch = True  # the next keyset page does not depend on this page's write: read it ahead
+
     def __init__(
         self,
         url: str,
