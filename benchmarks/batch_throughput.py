@@ -2,10 +2,12 @@
 
 In one run, for each size (default 100k rows; ``--sizes 100000,1000000`` for the full run):
 
-1. the in-process Predictor's own batch throughput (``predict`` on chunks of ``--chunk-size`` texts);
+1. the in-process Predictor's own batch throughput (``predict`` on chunks of ``--chunk-size`` texts, in
+   this process, on the same texts);
 2. per backend (a temporary SQLite file; a temporary PostgreSQL 15 cluster started here), a fresh table
-   of N reviews, then one ``reviewserve score`` job (a real subprocess), then two shards at once
-   (``--shard 0/2`` and ``--shard 1/2``) on a fresh predictions table;
+   of N reviews, then one ``reviewserve score`` job (a real subprocess) between two in-process
+   baselines (the machine is shared: the job is compared with the mean of the baselines around it),
+   then two shards at once (``--shard 0/2`` and ``--shard 1/2``) on a fresh predictions table;
 3. rows/s (the job's own steady-state figure from its summary, and wall clock including start-up),
    the ratios job / in-process and two shards / one job (wall clock), and each job's peak RSS
    (``os.wait4`` rusage of that very process).
@@ -124,16 +126,26 @@ def run_jobs(url: str, shards: int, chunk: int) -> dict[str, Any]:
             "jobs": jobs}  # fmt: skip
 
 
-def bench_backend(backend: str, url: str, texts: list[str], chunk: int) -> dict[str, Any]:
+def bench_backend(backend: str, url: str, texts: list[str], chunk: int, baseline: Any) -> dict[str, Any]:
+    """Load the table, then: in-process baseline, one job, baseline again, two shards (one run, adjacent)."""
     started = time.perf_counter()
     (load_sqlite if backend == "sqlite" else load_postgres)(url, texts)
     load_seconds = time.perf_counter() - started
+    before = baseline()
     one = run_jobs(url, 1, chunk)
+    after = baseline()
     assert one["rows"] == len(texts), one
     drop_predictions(url)
     two = run_jobs(url, 2, chunk)
     assert two["rows"] == len(texts), two
-    return {"load_seconds": round(load_seconds, 1), "one_job": one, "two_shards": two}
+    return {
+        "load_seconds": round(load_seconds, 1),
+        # the machine is shared: the baseline is measured right before and after the job it is compared with
+        "in_process_rows_per_s": {"before": round(before, 1), "after": round(after, 1)},
+        "load_avg_1m_end": os.getloadavg()[0],
+        "one_job": one,
+        "two_shards": two,
+    }
 
 
 def main() -> None:
@@ -141,7 +153,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="100000", help="comma-separated row counts")
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--chunk-size", type=int, default=1000)
-    parser.add_argument("--in-process-rows", type=int, default=50_000, help="rows for the in-process baseline")
+    parser.add_argument("--in-process-rows", type=int, default=20_000, help="rows for each in-process baseline")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "batch_results.json")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -162,9 +174,11 @@ def main() -> None:
         for size in sizes:
             texts = texts_for(size, pool)
             baseline_rows = min(size, args.in_process_rows)
-            rate = in_process_rate(predictor, texts, args.chunk_size, baseline_rows)
-            entry: dict[str, Any] = {"in_process_rows_per_s": round(rate, 1), "in_process_rows": baseline_rows}
-            print(f"[{size} rows] in-process Predictor: {rate:.0f} rows/s", flush=True)
+
+            def baseline(texts: list[str] = texts, rows: int = baseline_rows) -> float:
+                return in_process_rate(predictor, texts, args.chunk_size, rows)
+
+            entry: dict[str, Any] = {"in_process_rows": baseline_rows}
             for backend in backends:
                 if backend == "sqlite":
                     folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-sqlite-"))
@@ -172,7 +186,8 @@ def main() -> None:
                 else:
                     assert pg is not None
                     url = pg.create_database(f"bench_{size}")
-                result = bench_backend(backend, url, texts, args.chunk_size)
+                result = bench_backend(backend, url, texts, args.chunk_size, baseline)
+                rate = sum(result["in_process_rows_per_s"].values()) / 2
                 one, two = result["one_job"], result["two_shards"]
                 job_rate = one["jobs"][0]["summary"]["rows_per_s"]
                 ratios = result["ratios"] = {
@@ -184,7 +199,8 @@ def main() -> None:
                 results["sizes"][str(size)] = entry
                 args.out.write_text(json.dumps(results, indent=2) + "\n")  # keep partial results of a long run
                 print(
-                    f"[{size} rows] {backend}: one job {job_rate:.0f} rows/s ({ratios['job_vs_in_process']:.0%}"
+                    f"[{size} rows] {backend}: in-process {rate:.0f} rows/s, one job {job_rate:.0f} rows/s "
+                    f"({ratios['job_vs_in_process']:.0%}"
                     f" of in-process; wall {one['wall_rows_per_s']:.0f}), two shards {two['wall_rows_per_s']:.0f} "
                     f"rows/s wall ({ratios['two_shards_vs_one_job_wall']:.2f}x), peak RSS one job "
                     f"{one['jobs'][0]['peak_rss_mib']} MiB, shards {[j['peak_rss_mib'] for j in two['jobs']]} MiB",
