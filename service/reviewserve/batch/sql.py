@@ -35,6 +35,7 @@ from sqlalchemy import (
     func,
     inspect,
     select,
+    text,
 )
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchTableError
@@ -174,6 +175,8 @@ class SqlStore:
             self._check_predictions_columns(predictions)
         self.shard_condition = shard_filter(self.id, shard or Shard(), self.dialect)
         self.retry_errors = retry_errors
+        self._unanalyzed = 0  # rows written since the planner's statistics were last refreshed
+        self._analyzed_at = 0
 
     def _check_predictions_columns(self, name: str) -> None:
         found = {c["name"] for c in inspect(self.engine).get_columns(name)}
@@ -200,8 +203,23 @@ class SqlStore:
             condition = and_(condition, p.status == STATUS_OK)
         return condition
 
+    def analyze(self) -> None:
+        """Refresh PostgreSQL's statistics of the predictions table.
+
+        The NOT EXISTS read is only cheap when the planner knows the table's size: with the statistics
+        of an empty table it picks a nested loop over a sequential scan, and each chunk then costs as
+        much as the whole table (quadratic run time). Analyzed at the start and each time the table
+        has doubled; a sampled ANALYZE takes milliseconds. No-op elsewhere.
+        """
+        if self.dialect != "postgresql" or not self.predictions_exists:
+            return
+        with contextlib.suppress(Exception), self.engine.begin() as conn:  # not the owner: a warning, no error
+            conn.execute(text(f"ANALYZE {self.engine.dialect.identifier_preparer.format_table(self.predictions)}"))
+        self._unanalyzed = 0
+
     def plan(self) -> Plan:
         """Count this shard's rows and those still missing a prediction (one query)."""
+        self.analyze()
         with self.engine.connect() as conn:
             total_query = select(func.count()).select_from(self.source)
             if self.shard_condition is not None:
@@ -210,6 +228,7 @@ class SqlStore:
             if not self.predictions_exists:
                 return Plan(total, total)
             pending = conn.execute(total_query.where(~exists().where(self._scored()))).scalar_one()
+        self._analyzed_at = total - pending
         return Plan(total, pending)
 
     def chunks(self, size: int) -> Iterator[tuple[list[Any], list[Any]]]:
@@ -258,6 +277,10 @@ class SqlStore:
         ]
         with self.engine.begin() as conn:
             conn.execute(self._upsert(), rows)
+        self._unanalyzed += len(rows)
+        if self._unanalyzed >= max(self._analyzed_at, 5 * len(rows)):
+            self._analyzed_at += self._unanalyzed
+            self.analyze()
 
     def close(self) -> None:
         """Release the connection pool."""
