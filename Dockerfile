@@ -62,6 +62,18 @@ RUN --mount=type=secret,id=pip-ca,required=false \
     done \
     && rm -rf "$site/sqlalchemy/testing" \
     && find "$site" -type f \( -name '*.c' -o -name '*.h' -o -name '*.pyx' -o -name '*.pxd' \) -delete
+# Batch scoring uses pyarrow's CSV/Parquet core and botocore's S3 models only: drop Arrow Flight,
+# Arrow's own S3/GCS/Azure/HDFS filesystems (s3fs does object storage), headers, Cython sources and
+# tests (~65 MB), and the ~430 other AWS service models (~25 MB).
+RUN site="$(/opt/venv/bin/python3 -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" \
+    && find "$site/pyarrow" -maxdepth 1 \( -name include -o -name src -o -name tests -o -name 'libarrow_flight.so*' \
+        -o -name 'libarrow_python_flight.so*' -o -name '_flight.*.so' -o -name 'libarrow_s3.so*' -o -name '_s3fs.*.so' \
+        -o -name '_gcsfs.*.so' -o -name '_azurefs.*.so' -o -name '_hdfs.*.so' -o -name '_pyarrow_cpp_tests.*.so' \) \
+        -exec rm -rf {} + \
+    && find "$site/pyarrow" \( -name '*.pxd' -o -name '*.pyx' -o -name '*.pxi' -o -name '*.h' -o -name '*.cc' \) -delete \
+    && find "$site/botocore/data" -mindepth 1 -maxdepth 1 -type d ! -name s3 ! -name sts ! -name sso ! -name sso-oidc \
+        -exec rm -rf {} + \
+    && /opt/venv/bin/python3 -c 'import pyarrow.csv, pyarrow.parquet, pyarrow.fs, s3fs, sqlalchemy, psycopg'
 
 # ------------------------------------------------------------------ final ---
 FROM ${BASE_IMAGE}

@@ -9,7 +9,7 @@ ifneq ($(WORKERS),)
 export WORKERS
 endif
 
-.PHONY: help run dev test lint unit install install-dev lock clean bench bench-smoke bench-slow bench-soak bench-stream tools chart-test kind-up kind-deploy kind-e2e kind-down
+.PHONY: help run dev test lint unit install install-dev lock clean bench bench-smoke bench-slow bench-soak bench-stream bench-batch load-reviews score tools chart-test kind-up kind-deploy kind-e2e kind-down
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -59,6 +59,16 @@ bench-soak: install-dev ## 10-minute soak at c=32, mixed traffic, recycling on -
 
 bench-stream: install-dev ## Streaming (~4 min): in-process vs end-to-end messages/s, 1 and 2 consumers, latency
 	$(BIN)/python -m benchmarks.stream_throughput --out benchmarks/results/stream.json $(BENCH_ARGS)
+
+REVIEW_FILES ?= ../shared/data/uci-sentiment/*.txt
+load-reviews: install ## Load review files (REVIEW_FILES, default the UCI sentences) into SQLite reviews.db
+	$(BIN)/reviewserve load-reviews $(REVIEW_FILES)
+
+score: install ## Score the reviews table missing predictions (ARGS='--source postgresql://... --shard 0/2' etc.)
+	$(BIN)/reviewserve score $(ARGS)
+
+bench-batch: install-dev ## Batch scoring: job and 2 shards vs in-process Predictor, SQLite + PostgreSQL (SIZES=100000,1000000)
+	$(BIN)/python benchmarks/batch_throughput.py --sizes $(or $(SIZES),100000) --out benchmarks/batch_results.json
 
 tools: ## helm 3 + 4, checkov, promtool, CRD validators into .tools/ (the tests do this when needed)
 	bash k8s/scripts/install-tools.sh

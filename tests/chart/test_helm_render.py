@@ -45,6 +45,8 @@ EXPECTED_KINDS: dict[str, set[str]] = {
     | {"ServiceAccount", "HorizontalPodAutoscaler", "NetworkPolicy", "ServiceMonitor", "PodMonitor"},
     "stream-kind-values.yaml": {"ConfigMap", "Deployment", "Ingress", "Pod", "PodDisruptionBudget", "Service"}
     | {"ServiceAccount", "ScaledObject", "Secret", "NetworkPolicy"},
+    "batch-on-values.yaml": {"ConfigMap", "Deployment", "Ingress", "Pod", "PodDisruptionBudget", "Service"}
+    | {"ServiceAccount", "NetworkPolicy", "CronJob", "Job"},
 }
 
 

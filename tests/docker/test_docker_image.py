@@ -14,7 +14,7 @@ import pytest
 from docker_settings import BASE_IMAGE, REPO
 from dockerpod import DOCKER, run
 
-MAX_IMAGE_BYTES = 400 * 1000**2  # "400 MB" as Docker counts (decimal)
+MAX_IMAGE_BYTES = 560 * 1000**2  # "560 MB" as Docker counts (decimal); 400 before the batch deps (pyarrow, s3fs)
 ENTRYPOINT = ["gunicorn", "--config", "python:reviewserve.web.gunicorn_conf", "reviewserve.web.wsgi:app"]
 COMPILERS = ["gcc", "cc", "c++", "g++", "clang", "tcc", "make", "ld", "as", "cpp", "x86_64-linux-gnu-gcc-12"]
 
@@ -117,7 +117,7 @@ def test_build_secrets_not_in_image(image: str) -> None:
 
 @pytest.mark.docker
 def test_image_size(image: str, capsys: pytest.CaptureFixture[str]) -> None:
-    """The image stays under 400 MB (reported in the README)."""
+    """The image stays under 560 MB (reported in the README; the batch job's pyarrow/s3fs/SQLAlchemy add ~170 MB)."""
     size = int(inspect(image)["Size"])
     base = run([DOCKER, "image", "inspect", "--format", "{{.Size}}", BASE_IMAGE], check=False).stdout.strip()
     with capsys.disabled():
