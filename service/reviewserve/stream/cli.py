@@ -322,7 +322,7 @@ def consume(
     os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
     from prometheus_client import CollectorRegistry
 
-    from reviewserve.cli import _settings
+    from reviewserve.cliopts import load_settings as _settings
     from reviewserve.logs import configure_logging
     from reviewserve.model import ModelLoadError, Predictor
     from reviewserve.stream.consumer import Consumer, ConsumerConfig
