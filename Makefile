@@ -9,7 +9,7 @@ ifneq ($(WORKERS),)
 export WORKERS
 endif
 
-.PHONY: help run dev test lint unit install install-dev lock clean bench tools chart-test kind-up kind-deploy kind-e2e kind-down
+.PHONY: help run dev test lint unit install install-dev lock clean bench mutate tools chart-test kind-up kind-deploy kind-e2e kind-down
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -37,7 +37,7 @@ dev: install ## Local development server with reload (never use in a container)
 	$(BIN)/reviewserve serve --dev
 
 lint: install-dev ## ruff
-	$(BIN)/ruff check service tests benchmarks
+	$(BIN)/ruff check service tests benchmarks mutation
 
 unit: install-dev ## Fast unit tests only
 	$(BIN)/python -m pytest tests/unit
@@ -47,6 +47,9 @@ test: install-dev tools lint ## Everything: lint, unit, real gunicorn, chart, Do
 
 bench: install-dev ## Benchmark: in-process latency, batching gain, HTTP throughput, shared memory
 	$(BIN)/python benchmarks/predict_latency.py --out benchmarks/results.json
+
+mutate: install-dev ## Mutation score of web/ and model/ against tests/unit (mutmut; ~20+ min, not in CI) -> docs/mutation.md
+	$(BIN)/python mutation/mutate.py $(MUTATE_ARGS)
 
 tools: ## helm 3 + 4, checkov, promtool, CRD validators into .tools/ (the tests do this when needed)
 	bash k8s/scripts/install-tools.sh
@@ -70,4 +73,4 @@ lock: install-dev ## Re-pin constraints.txt from the current .venv
 	$(BIN)/pip freeze --exclude-editable | grep -v '^reviewserve' > constraints.txt
 
 clean: ## Remove the venv and caches
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mutation

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
 
 from reviewserve.model.artifact import load_verified
@@ -44,8 +45,19 @@ def oracle(pipeline: tuple[Any, list[str], int], reviews: list[str]) -> list[tup
     return [(labels[int(row.argmax())], float(row.max()), float(row[positive])) for row in rows]
 
 
+@pytest.fixture(scope="module")
+def app(model_dir: Path) -> Flask:
+    """Shared by the read-only tests; the metric tests build their own app (counters start at zero)."""
+    return create_app(Settings(model_path=model_dir))
+
+
 @pytest.fixture
-def client(model_dir: Path) -> FlaskClient:
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def fresh_client(model_dir: Path) -> FlaskClient:
     return create_app(Settings(model_path=model_dir)).test_client()
 
 
@@ -180,14 +192,14 @@ def _metrics(client: FlaskClient) -> str:
     return client.get("/metrics").get_data(as_text=True)
 
 
-def test_v2_inference_is_counted_in_the_model_metrics(client: FlaskClient) -> None:
-    before = _metrics(client)
+def test_v2_inference_is_counted_in_the_model_metrics(fresh_client: FlaskClient) -> None:
+    before = _metrics(fresh_client)
     assert sample(before, "reviewserve_predictions_total") is None  # nothing scored yet: no sample at all
     assert sample(before, "reviewserve_request_reviews_count") == 0.0  # an unlabelled histogram starts at zero
     data = ["I love it", "I hate it", "worst service ever"]
     body = {"inputs": [{"name": "review", "shape": [3], "datatype": "BYTES", "data": data}]}
-    assert client.post(INFER, json=body).status_code == 200
-    text = _metrics(client)
+    assert fresh_client.post(INFER, json=body).status_code == 200
+    text = _metrics(fresh_client)
     assert sample(text, "reviewserve_predictions_total", label="positive") == 1.0
     assert sample(text, "reviewserve_predictions_total", label="negative") == 2.0
     assert sample(text, "reviewserve_request_reviews_count") == 1.0
@@ -195,9 +207,9 @@ def test_v2_inference_is_counted_in_the_model_metrics(client: FlaskClient) -> No
     assert sample(text, "reviewserve_positive_probability_count") == 3.0
 
 
-def test_model_metrics_values(client: FlaskClient, pipeline) -> None:
-    client.post("/predict", json={"reviews": REVIEWS})
-    text = _metrics(client)
+def test_model_metrics_values(fresh_client: FlaskClient, pipeline) -> None:
+    fresh_client.post("/predict", json={"reviews": REVIEWS})
+    text = _metrics(fresh_client)
     positives = [p[2] for p in oracle(pipeline, REVIEWS)]
     assert sample(text, "reviewserve_positive_probability_sum") == pytest.approx(sum(positives))
     # bucket upper bounds are 0.1 .. 1.0: the histogram must place each review by its positive probability
@@ -211,12 +223,12 @@ def test_model_metrics_values(client: FlaskClient, pipeline) -> None:
     assert load_seconds is not None and 0 < load_seconds < 60
 
 
-def test_http_metrics_are_labelled_by_route_template_not_raw_url(client: FlaskClient) -> None:
+def test_http_metrics_are_labelled_by_route_template_not_raw_url(fresh_client: FlaskClient) -> None:
     for n in range(3):
-        client.get(f"/no/such/path/{n}")
-    client.post("/v2/models/review-sentiment/infer", json={"inputs": []})
-    client.get("/v2/models/review-sentiment/versions/1/ready")
-    text = _metrics(client)
+        fresh_client.get(f"/no/such/path/{n}")
+    fresh_client.post("/v2/models/review-sentiment/infer", json={"inputs": []})
+    fresh_client.get("/v2/models/review-sentiment/versions/1/ready")
+    text = _metrics(fresh_client)
     paths = label_values(text, "flask_http_request_duration_seconds_count", "path")
     assert paths == {"<unmatched>", "/v2/models/<name>/infer", "/v2/models/<name>/versions/<version>/ready"}
     assert sample(text, "flask_http_request_duration_seconds_count", path="<unmatched>", status="404") == 3.0
