@@ -18,6 +18,7 @@ import sys
 import time
 import tomllib
 from collections import Counter
+from fnmatch import fnmatch
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,10 +63,20 @@ def run_mutmut(stage_dir: Path, workers: int) -> float:
     return time.monotonic() - started
 
 
+def in_scope(source: str) -> bool:
+    """Whether ``[tool.mutmut]`` in pyproject.toml mutates ``source`` (a path like ``src/reviewserve/...``)."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mutmut"]
+    wanted = any(fnmatch(source, pattern) for pattern in config.get("only_mutate", ["*"]))
+    return wanted and not any(fnmatch(source, pattern) for pattern in config.get("do_not_mutate", []))
+
+
 def results(stage_dir: Path) -> dict[str, str]:
-    """Mutant name -> status, from mutmut's per-file meta files."""
+    """Mutant name -> status, from mutmut's per-file meta files (files out of scope now are left out)."""
     statuses: dict[str, str] = {}
-    for meta in sorted((stage_dir / "mutants").rglob("*.py.meta")):
+    mutants = stage_dir / "mutants"
+    for meta in sorted(mutants.rglob("*.py.meta")):
+        if not in_scope(str(meta.relative_to(mutants)).removesuffix(".meta")):
+            continue
         for name, code in json.loads(meta.read_text())["exit_code_by_key"].items():
             statuses[name] = "not checked" if code is None else STATUS.get(code, "suspicious")
     return statuses

@@ -8,6 +8,7 @@ its config module and every worker read their Settings from. The test stops at t
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -47,14 +48,18 @@ class Exec(Exception):
 
 
 @pytest.fixture
-def exec_capture(monkeypatch: pytest.MonkeyPatch) -> None:
+def exec_capture(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    saved = dict(os.environ)  # serve writes os.environ; later tests must not see its variables
     for variable in cli.SERVE_OPTIONS.values():
-        monkeypatch.delenv(variable, raising=False)  # restored after the test: serve writes os.environ
+        os.environ.pop(variable, None)
 
     def fake_execv(path: str, argv: list[str]) -> None:
         raise Exec(argv, dict(os.environ))
 
     monkeypatch.setattr(cli.os, "execv", fake_execv)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
 
 
 def _serve(*args: str) -> Exec:
@@ -92,6 +97,13 @@ def test_no_flag_leaves_the_environment_to_the_defaults(exec_capture: None) -> N
     exec_call = _serve()
     assert not set(cli.SERVE_OPTIONS.values()) & set(exec_call.env)
     assert Settings().max_body_bytes == 1_048_576
+
+
+def test_serve_leaves_no_variable_behind() -> None:
+    # Runs after the tests above: a leaked PROMETHEUS_MULTIPROC_DIR would switch every later app to
+    # gunicorn's multiprocess metrics.
+    assert os.environ.get("PROMETHEUS_MULTIPROC_DIR") != FLAGS["--metrics-dir"][0]
+    assert os.environ.get("MAX_BODY_BYTES") != FLAGS["--max-body-bytes"][0]
 
 
 def test_invalid_flag_value_fails_before_gunicorn(exec_capture: None) -> None:
