@@ -82,13 +82,27 @@ def results(stage_dir: Path) -> dict[str, str]:
     return statuses
 
 
-def mutated_line(stage_dir: Path, name: str) -> tuple[str, str]:
-    """The (original, mutated) lines of one mutant, from ``mutmut show``."""
-    mutmut = Path(sys.executable).with_name("mutmut")
-    diff = subprocess.run([str(mutmut), "show", name], cwd=stage_dir, capture_output=True, text=True).stdout
-    removed = [line[1:].strip() for line in diff.splitlines() if line.startswith("-") and not line.startswith("---")]
-    added = [line[1:].strip() for line in diff.splitlines() if line.startswith("+") and not line.startswith("+++")]
-    return " / ".join(removed), " / ".join(added)
+DIFFS = """
+import json, sys
+from mutmut.mutation.diff_apply import find_mutant, get_diff_for_mutant
+print(json.dumps({n: get_diff_for_mutant(n, path=find_mutant(n).path) for n in json.load(sys.stdin)}))
+"""
+
+
+def mutated_lines(stage_dir: Path, names: list[str]) -> dict[str, tuple[str, str]]:
+    """Mutant name -> (original, mutated) lines, from mutmut's own diffs (one process for all)."""
+    done = subprocess.run(
+        [sys.executable, "-c", DIFFS], cwd=stage_dir, input=json.dumps(names), capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"reading mutant diffs failed:\n{done.stderr}")
+    lines = {}
+    for name, diff in json.loads(done.stdout).items():
+        rows = diff.splitlines()
+        removed = [r[1:].strip() for r in rows if r.startswith("-") and not r.startswith("---")]
+        added = [r[1:].strip() for r in rows if r.startswith("+") and not r.startswith("+++")]
+        lines[name] = (" / ".join(removed), " / ".join(added))
+    return lines
 
 
 def explanation(name: str, mutated: str, explained: list[dict[str, str]]) -> str | None:
@@ -125,13 +139,16 @@ def report(stage_dir: Path, wall_seconds: float | None, label: str) -> str:
             f"| `{module}` | {n} | {counts['killed']} | {counts['timeout']} | {counts['survived']} "
             f"| {counts['no tests']} | {found / n:.1%} |"
         )
-    survivors = sorted(n for n, s in statuses.items() if s not in DETECTED)
+    survivors = sorted(n for n, s in statuses.items() if s not in DETECTED and s != "not checked")
+    if total["not checked"]:
+        lines += ["", f"**Not checked yet: {total['not checked']} mutants** (the run was stopped before them)."]
     lines += ["", f"Surviving mutants ({len(survivors)}):", ""]
     if survivors:
         lines += ["| mutant | status | original | mutated | why it survives |", "|---|---|---|---|---|"]
     unexplained = 0
+    diffs = mutated_lines(stage_dir, survivors)
     for name in survivors:
-        original, mutated = mutated_line(stage_dir, name)
+        original, mutated = diffs[name]
         why = explanation(name, mutated, explained)
         unexplained += why is None
         cell = (why or "**not explained: kill it with a test or explain it in mutation/equivalent.toml**").replace(
