@@ -53,11 +53,11 @@ def stage(stage_dir: Path, tests_rev: str | None, fresh: bool) -> None:
     shutil.copy2(ROOT / "pyproject.toml", stage_dir / "pyproject.toml")
 
 
-def run_mutmut(stage_dir: Path, workers: int) -> float:
-    """Run mutmut in ``stage_dir``; return the wall time in seconds."""
+def run_mutmut(stage_dir: Path, workers: int, names: list[str] | None = None) -> float:
+    """Run mutmut in ``stage_dir`` (only ``names`` when given); return the wall time in seconds."""
     mutmut = Path(sys.executable).with_name("mutmut")
     started = time.monotonic()
-    done = subprocess.run([str(mutmut), "run", "--max-children", str(workers)], cwd=stage_dir)
+    done = subprocess.run([str(mutmut), "run", "--max-children", str(workers), *(names or [])], cwd=stage_dir)
     if done.returncode != 0:
         raise SystemExit(f"mutmut run failed with exit code {done.returncode}")
     return time.monotonic() - started
@@ -176,12 +176,19 @@ def main() -> None:
     parser.add_argument("--tests-rev", help="take tests/ from this git revision (score of older tests)")
     parser.add_argument("--resume", action="store_true", help="keep earlier results in the staging folder")
     parser.add_argument("--report-only", action="store_true", help="only rebuild the report from the last run")
+    parser.add_argument(
+        "--rerun-survivors", action="store_true", help="re-test only the last run's survivors (after adding tests)"
+    )
     parser.add_argument("--no-doc", action="store_true", help="print the report instead of writing docs/mutation.md")
     parser.add_argument("--label", default="Last `make mutate`", help="heading of the score line")
     args = parser.parse_args()
 
     wall = None
-    if not args.report_only:
+    if args.rerun_survivors:
+        stage(args.stage, args.tests_rev, fresh=False)
+        statuses = results(args.stage)
+        wall = run_mutmut(args.stage, args.workers, sorted(n for n, s in statuses.items() if s == "survived"))
+    elif not args.report_only:
         stage(args.stage, args.tests_rev, fresh=not args.resume)
         wall = run_mutmut(args.stage, args.workers)
     section = report(args.stage, wall, args.label)

@@ -212,3 +212,25 @@ def test_request_ids(client: FlaskClient) -> None:
         assert made != hostile and len(made) == 32 and int(made, 16) >= 0
     first = client.get("/healthz").headers["X-Request-ID"]
     assert first != client.get("/healthz").headers["X-Request-ID"]
+
+
+def test_request_log_counts_seed_reviews(client: FlaskClient, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="reviewserve.access")
+    client.post("/predict", json={"reviews": ["a", "b"]})
+    client.post("/predict", json={"review": "a"})
+    assert [(r.path, r.reviews) for r in _access(caplog)] == [("/predict", 2), ("/predict", 1)]
+
+
+def test_logged_duration_runs_from_the_start_of_the_request(model_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from flask import g
+
+    app = _app(model_dir)
+
+    @app.before_request
+    def started_ten_seconds_ago() -> None:  # runs after the request log's own hook
+        g.started -= 10
+
+    caplog.set_level(logging.INFO, logger="reviewserve.access")
+    app.test_client().get("/healthz")
+    [record] = _access(caplog)
+    assert 10_000 <= record.duration_ms < 70_000
