@@ -234,3 +234,32 @@ def test_logged_duration_runs_from_the_start_of_the_request(model_dir: Path, cap
     app.test_client().get("/healthz")
     [record] = _access(caplog)
     assert 10_000 <= record.duration_ms < 70_000
+
+
+@pytest.mark.parametrize(
+    ("path", "kwargs", "message"),
+    [
+        ("/predict", {"json": ["a"]}, "request body must be a JSON object with 'review' or 'reviews'"),
+        ("/predict", {"json": {"review": "a", "reviews": ["b"]}}, "send either 'review' or 'reviews', not both"),
+        ("/predict", {"json": {"reviews": ["a"] * 5}}, "reviews has 5 items; the limit is 4"),
+        (INFER, {"json": _tensor(["a"] * 5)}, "inputs.0.data has 5 items; the limit is 4"),
+        (
+            INFER,
+            {"json": {"inputs": [{"name": "r", "shape": [2, 2], "datatype": "BYTES", "data": ["a"]}]}},
+            "inputs.0.shape [2, 2] does not match 1 data element(s)",
+        ),
+        (
+            INFER,
+            {"data": b"{}", "headers": {"Inference-Header-Content-Length": "2"}},
+            "the V2 binary tensor data extension is not supported: send tensors as JSON (binary_data=False)",
+        ),
+        (
+            "/predict",
+            {"data": "hi", "content_type": "text/plain"},
+            "Content-Type must be application/json, got 'text/plain'",
+        ),
+    ],
+)
+def test_error_messages_are_exact(client: FlaskClient, path: str, kwargs: dict, message: str) -> None:
+    body = client.post(path, **kwargs).get_json()
+    assert (body["error"] if path == INFER else body["error"]["message"]) == message
