@@ -105,11 +105,11 @@ def mutated_lines(stage_dir: Path, names: list[str]) -> dict[str, tuple[str, str
     return lines
 
 
-def explanation(name: str, mutated: str, explained: list[dict[str, str]]) -> str | None:
-    """The recorded reason a survivor is equivalent: matched by function and mutated text, not by number."""
+def explanation(name: str, original: str, mutated: str, explained: list[dict[str, str]]) -> str | None:
+    """The recorded reason a survivor is equivalent: matched by function and line text, not by number."""
     function = name.partition("__mutmut_")[0]
     for entry in explained:
-        if entry["function"] == function and entry["mutated"] == mutated:
+        if (entry["function"], entry["mutated"], entry.get("original", original)) == (function, mutated, original):
             return entry["why"]
     return None
 
@@ -149,7 +149,7 @@ def report(stage_dir: Path, wall_seconds: float | None, label: str) -> str:
     diffs = mutated_lines(stage_dir, survivors)
     for name in survivors:
         original, mutated = diffs[name]
-        why = explanation(name, mutated, explained)
+        why = explanation(name, original, mutated, explained)
         unexplained += why is None
         cell = (why or "**not explained: kill it with a test or explain it in mutation/equivalent.toml**").replace(
             "|", "\\|"
