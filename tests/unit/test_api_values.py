@@ -27,6 +27,10 @@ PINNED = {
     "I love this phone": ("positive", 0.759731, 0.759731),
     "Battery died in a day": ("negative", 0.746916, 0.253084),
     "worst service ever": ("negative", 0.97638, 0.02362),
+    # contractions, "can not" and negation scopes: the tokenizer inside the pipeline shapes these values
+    "I can not recommend it, the screen doesn't work!": ("negative", 0.950145, 0.049855),
+    "It isn't good. Never again?": ("negative", 0.994222, 0.005778),
+    "Not what I hoped; great battery though.": ("positive", 0.501428, 0.501428),
 }
 REVIEWS = list(PINNED)
 
@@ -216,8 +220,9 @@ def test_model_metrics_values(fresh_client: FlaskClient, pipeline) -> None:
     for bound in ("0.1", "0.3", "0.8", "1.0"):
         expected = sum(p <= float(bound) for p in positives)
         assert sample(text, "reviewserve_positive_probability_bucket", le=bound) == expected
-    assert sample(text, "reviewserve_request_reviews_bucket", le="2.0") == 0.0
-    assert sample(text, "reviewserve_request_reviews_bucket", le="4.0") == 1.0
+    for bound in (1, 2, 4, 8, 16, 256):  # one request of len(REVIEWS) reviews
+        expected = 1.0 if len(REVIEWS) <= bound else 0.0
+        assert sample(text, "reviewserve_request_reviews_bucket", le=f"{bound}.0") == expected, bound
     assert sample(text, "reviewserve_model_info", name="review-sentiment", version="1") == 1.0
     load_seconds = sample(text, "reviewserve_model_load_seconds")
     assert load_seconds is not None and 0 < load_seconds < 60
