@@ -60,3 +60,12 @@ def test_sha256_of_a_file_larger_than_one_read(tmp_path: Path) -> None:
     content = bytes(range(256)) * 9000  # > 2 MiB: several chunks
     big.write_bytes(content)
     assert sha256_file(big) == hashlib.sha256(content).hexdigest()
+
+
+def test_saving_again_into_the_same_folder_replaces_the_pair(tmp_path: Path) -> None:
+    common = {"labels": ["negative", "positive"], "positive_label": "positive", "training_files": []}
+    first = save(_tiny(), tmp_path, name="tiny", version="1", training_params={}, **common)
+    second = save(_tiny(), tmp_path, name="tiny", version="2", training_params={"C": 2.0}, **common)
+    assert second.description == "" and second.version == "2"
+    assert read_card(tmp_path) == second != first
+    assert load_verified(tmp_path)[1] == second
