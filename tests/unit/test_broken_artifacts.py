@@ -86,6 +86,10 @@ def _cannot_score_text(d: Path) -> None:
     _replace_model(d, sio.dumps(numeric))
 
 
+def _unfitted(d: Path) -> None:
+    _replace_model(d, sio.dumps(Pipeline([("clf", LogisticRegression())])))
+
+
 def _three_classes(d: Path) -> None:
     x = np.array([[0.0], [1.0], [2.0]])
     _replace_model(d, sio.dumps(Pipeline([("clf", LogisticRegression().fit(x, np.array([0, 1, 2])))])))
@@ -111,6 +115,7 @@ BROKEN: dict[str, tuple[Callable[[Path], None], str]] = {
     "arrays missing": (_arrays_missing, r"model\.skops is not a readable skops archive: KeyError: .*no item named"),
     "model cannot score text": (_cannot_score_text, r"review-sentiment:1 loaded but cannot score a review: ValueError"),
     "model has other classes than the card": (_three_classes, r"model has 3 classes but the card names"),
+    "model never fitted": (_unfitted, r"^model has 0 classes but the card names \['negative', 'positive'\]$"),
     "card missing": (lambda d: (d / "card.json").unlink(), r"no model card at .*card\.json"),
     "card is a folder": (
         lambda d: ((d / "card.json").unlink(), (d / "card.json").mkdir()),

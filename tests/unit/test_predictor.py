@@ -41,3 +41,10 @@ def test_each_prediction_is_internally_consistent(predictor: Predictor) -> None:
         assert p.probability >= 0.5
         expected = p.positive_probability if p.label == "positive" else 1 - p.positive_probability
         assert p.probability == pytest.approx(expected, abs=1e-12)
+
+
+def test_defaults_are_the_documented_ones(model_dir: Path) -> None:
+    loaded = Predictor.load(model_dir)
+    assert loaded.max_chars == 5000  # MAX_REVIEW_CHARS default
+    built = Predictor(loaded.estimator, loaded.card)
+    assert (built.max_chars, built.load_seconds) == (5000, 0.0)

@@ -263,3 +263,34 @@ def test_logged_duration_runs_from_the_start_of_the_request(model_dir: Path, cap
 def test_error_messages_are_exact(client: FlaskClient, path: str, kwargs: dict, message: str) -> None:
     body = client.post(path, **kwargs).get_json()
     assert (body["error"] if path == INFER else body["error"]["message"]) == message
+
+
+def test_model_load_is_logged_with_what_was_loaded(model_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from reviewserve.web.app import load_predictor
+
+    caplog.set_level(logging.INFO, logger="reviewserve.web.app")
+    predictor, error = load_predictor(Settings(model_path=model_dir, max_review_chars=7))
+    assert predictor is not None and error is None
+    assert predictor.max_chars == 7  # the setting reaches the predictor
+    [record] = [r for r in caplog.records if r.name == "reviewserve.web.app"]
+    assert record.getMessage() == "model loaded" and record.levelno == logging.INFO
+    assert (record.model, record.version, record.sha256) == ("review-sentiment", "1", predictor.card.model_sha256)
+    assert record.load_seconds == round(predictor.load_seconds, 3) > 0
+
+
+def test_model_refusal_is_logged_with_the_path_and_reason(model_copy: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from reviewserve.web.app import load_predictor
+
+    (model_copy / "card.json").write_text("{")
+    predictor, error = load_predictor(Settings(model_path=model_copy))
+    assert predictor is None and error
+    [record] = [r for r in caplog.records if r.name == "reviewserve.web.app"]
+    assert record.getMessage() == "model refused" and record.levelno == logging.ERROR
+    assert (record.model_path, record.reason) == (str(model_copy), error)
+
+
+@pytest.mark.parametrize("limit", [1, 2, 5])
+def test_a_tiny_review_limit_does_not_refuse_the_model(model_dir: Path, limit: int) -> None:
+    client = _app(model_dir, max_review_chars=limit).test_client()
+    assert client.get("/readyz").status_code == 200
+    assert client.post("/predict", json={"review": "x" * (limit + 1)}).status_code == 413

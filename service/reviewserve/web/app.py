@@ -55,7 +55,7 @@ def load_predictor(settings: Settings) -> tuple[Predictor | None, str | None]:
 def check_scores(predictor: Predictor) -> None:
     """Score :data:`SMOKE_REVIEW`; raise :class:`ModelLoadError` if the model cannot score text."""
     try:
-        predictor.predict([SMOKE_REVIEW])
+        predictor.predict([SMOKE_REVIEW[: predictor.max_chars]])  # within MAX_REVIEW_CHARS, however small
     except Exception as exc:
         raise ModelLoadError(
             f"model {predictor.name}:{predictor.version} loaded but cannot score a review: {type(exc).__name__}: {exc}"
