@@ -294,3 +294,20 @@ def test_a_tiny_review_limit_does_not_refuse_the_model(model_dir: Path, limit: i
     client = _app(model_dir, max_review_chars=limit).test_client()
     assert client.get("/readyz").status_code == 200
     assert client.post("/predict", json={"review": "x" * (limit + 1)}).status_code == 413
+
+
+def test_logged_duration_is_milliseconds_with_three_decimals(model_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from flask import g
+
+    app = _app(model_dir)
+
+    @app.before_request
+    def started_long_ago() -> None:
+        g.started -= 100_000  # seconds: a wrong unit or factor moves the logged value far out of range
+
+    caplog.set_level(logging.INFO, logger="reviewserve.access")
+    app.test_client().get("/healthz")
+    [record] = _access(caplog)
+    assert isinstance(record.duration_ms, float)
+    assert 100_000_000 <= record.duration_ms < 100_060_000
+    assert record.duration_ms == round(record.duration_ms, 3)
