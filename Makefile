@@ -9,7 +9,7 @@ ifneq ($(WORKERS),)
 export WORKERS
 endif
 
-.PHONY: help run dev test lint unit install install-dev lock clean bench bench-smoke bench-slow bench-soak bench-stream bench-batch load-reviews score tools chart-test kind-up kind-deploy kind-e2e kind-down
+.PHONY: help run dev test lint unit install install-dev lock clean bench bench-smoke bench-slow bench-soak bench-stream bench-batch load-reviews score mutate tools chart-test kind-up kind-deploy kind-e2e kind-down
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -37,7 +37,7 @@ dev: install ## Local development server with reload (never use in a container)
 	$(BIN)/reviewserve serve --dev
 
 lint: install-dev ## ruff
-	$(BIN)/ruff check service tests benchmarks
+	$(BIN)/ruff check service tests benchmarks mutation
 
 unit: install-dev ## Fast unit tests only
 	$(BIN)/python -m pytest tests/unit
@@ -70,6 +70,9 @@ score: install ## Score the reviews table missing predictions (ARGS='--source po
 bench-batch: install-dev ## Batch scoring: job and 2 shards vs in-process Predictor, SQLite + PostgreSQL (SIZES=100000,1000000)
 	$(BIN)/python benchmarks/batch_throughput.py --sizes $(or $(SIZES),100000) --out benchmarks/batch_results.json
 
+mutate: install-dev ## Mutation score of web/ and model/ against tests/unit (mutmut; ~20+ min, not in CI) -> docs/mutation.md
+	$(BIN)/python mutation/mutate.py $(MUTATE_ARGS)
+
 tools: ## helm 3 + 4, checkov, promtool, CRD validators into .tools/ (the tests do this when needed)
 	bash k8s/scripts/install-tools.sh
 
@@ -92,4 +95,4 @@ lock: install-dev ## Re-pin constraints.txt from the current .venv
 	$(BIN)/pip freeze --exclude-editable | grep -v '^reviewserve' > constraints.txt
 
 clean: ## Remove the venv and caches
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mutation

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -19,20 +18,9 @@ import pytest
 import requests
 
 from tests.conftest import SEED_REVIEW, Server
+from tests.promtext import sample
 
 pytestmark = pytest.mark.slow
-
-
-def _metric(text: str, metric: str, **labels: str) -> float:
-    """Sum of a metric's samples whose labels include ``labels``."""
-    total = 0.0
-    for line in text.splitlines():
-        if not line.startswith(metric + "{") and not line.startswith(metric + " "):
-            continue
-        sample_labels = dict(re.findall(r'(\w+)="([^"]*)"', line.split(" ")[0]))
-        if all(sample_labels.get(k) == v for k, v in labels.items()):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
 
 
 def test_seed_curl_works(live_server: Server) -> None:
@@ -113,22 +101,33 @@ def test_metrics_sum_across_workers(server_factory, workers: int) -> None:
     assert statuses == [200] * n
     for _ in range(20):  # scrape a few times: whichever worker answers, the sums are the same
         text = requests.get(f"{server.url}/metrics", timeout=5).text
-        count = _metric(text, "flask_http_request_duration_seconds_count", path="/predict")
+        count = sample(text, "flask_http_request_duration_seconds_count", path="/predict")
         assert count == n, text
-        assert _metric(text, "reviewserve_predictions_total", label="positive") == n
-        assert _metric(text, "reviewserve_model_info", name="review-sentiment", version="1") == 1
+        assert sample(text, "reviewserve_predictions_total", label="positive") == n
+        assert sample(text, "reviewserve_model_info", name="review-sentiment", version="1") == 1
     files = {p.name.rsplit("_", 1)[-1] for p in server.metrics_dir.glob("counter_*.db")}
     assert len(files) >= 2, f"requests were served by one process only: {files}"
 
 
 def test_metrics_dir_is_cleared_at_start(server_factory, tmp_path: Path) -> None:
-    stale_dir = tmp_path / "stale-metrics"
-    stale_dir.mkdir()
-    (stale_dir / "counter_999999.db").write_bytes(b"\0" * 4096)
-    server: Server = server_factory(PROMETHEUS_MULTIPROC_DIR=str(stale_dir))
-    assert not (stale_dir / "counter_999999.db").exists()
-    text = requests.get(f"{server.url}/metrics", timeout=5).text
-    assert _metric(text, "flask_http_request_duration_seconds_count", path="/predict") == 0
+    """A restart on the same metrics folder starts from nothing: no sample, not a carried-over count."""
+    metrics_dir = tmp_path / "reused-metrics"
+    first: Server = server_factory(workers=1, PROMETHEUS_MULTIPROC_DIR=str(metrics_dir))
+    for _ in range(3):
+        assert requests.post(f"{first.url}/predict", json=SEED_REVIEW, timeout=5).status_code == 200
+    text = requests.get(f"{first.url}/metrics", timeout=5).text
+    assert sample(text, "flask_http_request_duration_seconds_count", path="/predict") == 3
+    assert first.stop() == 0
+    assert any(metrics_dir.glob("counter_*.db")), "the first server left no metric files to clear"
+
+    second: Server = server_factory(workers=1, PROMETHEUS_MULTIPROC_DIR=str(metrics_dir))
+    text = requests.get(f"{second.url}/metrics", timeout=5).text
+    assert sample(text, "flask_http_request_duration_seconds_count", path="/predict") is None, text
+    assert sample(text, "reviewserve_predictions_total") is None, text
+    assert requests.post(f"{second.url}/predict", json=SEED_REVIEW, timeout=5).status_code == 200
+    text = requests.get(f"{second.url}/metrics", timeout=5).text
+    assert sample(text, "flask_http_request_duration_seconds_count", path="/predict") == 1
+    assert sample(text, "reviewserve_predictions_total", label="positive") == 1
 
 
 def test_killed_worker_is_replaced_and_service_keeps_answering(server_factory) -> None:
@@ -226,6 +225,10 @@ def test_cli_flags_reach_gunicorn_and_the_workers(tmp_path: Path) -> None:
             "1",
             "--max-reviews",
             "2",
+            "--max-review-chars",
+            "40",
+            "--max-body-bytes",
+            "2048",
             "--model-path",
             str(MODEL_DIR),
             "--metrics-dir",
@@ -241,6 +244,15 @@ def test_cli_flags_reach_gunicorn_and_the_workers(tmp_path: Path) -> None:
         assert len(server.worker_pids()) == 1
         over = requests.post(f"{server.url}/predict", json={"reviews": ["a", "b", "c"]}, timeout=5)
         assert over.status_code == 422 and "limit is 2" in over.json()["error"]["message"]
+        long = requests.post(f"{server.url}/predict", json={"review": "x" * 41}, timeout=5)
+        assert long.status_code == 413 and long.json()["error"]["code"] == "review_too_long"
+        assert "limit is 40" in long.json()["error"]["message"]
+        big = requests.post(
+            f"{server.url}/predict", data=b" " * 2049, headers={"Content-Type": "application/json"}, timeout=5
+        )
+        assert big.status_code == 413 and big.json()["error"]["code"] == "payload_too_large"
+        fits = requests.post(f"{server.url}/predict", json={"review": "x" * 40}, timeout=5)
+        assert fits.status_code == 200
         assert (tmp_path / "m").is_dir() and any((tmp_path / "m").iterdir())
     finally:
         assert server.stop() == 0

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
 
 from reviewserve.settings import Settings
@@ -15,11 +16,18 @@ SEED = {"review": "This Chatbot is amazing"}
 INFER = "/v2/models/review-sentiment/infer"
 
 
+SETTINGS = {"max_reviews": 4, "max_review_chars": 50, "max_body_bytes": 2048}
+
+
+@pytest.fixture(scope="module")
+def app(model_dir: Path) -> Flask:
+    """One app per module: loading the model per test would dominate the mutation run (docs/mutation.md)."""
+    return create_app(Settings(model_path=model_dir, **SETTINGS))
+
+
 @pytest.fixture
-def client(model_dir: Path) -> FlaskClient:
-    return create_app(
-        Settings(model_path=model_dir, max_reviews=4, max_review_chars=50, max_body_bytes=2048)
-    ).test_client()
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
 
 
 def _error(response, status: int, code: str) -> dict:
@@ -219,7 +227,8 @@ def test_tampered_model_keeps_server_alive_but_never_ready(model_copy: Path) -> 
     )
 
 
-def test_metrics_count_requests_and_predictions(client: FlaskClient) -> None:
+def test_metrics_count_requests_and_predictions(model_dir: Path) -> None:
+    client = create_app(Settings(model_path=model_dir, **SETTINGS)).test_client()  # its own counters
     client.post("/predict", json={"reviews": ["I love it", "I hate it", "great"]})
     client.post("/predict", json=SEED)
     text = client.get("/metrics").get_data(as_text=True)

@@ -73,3 +73,18 @@ def test_missing_model_file_is_a_clear_refusal(model_copy: Path) -> None:
     (model_copy / "model.skops").unlink()
     with pytest.raises(ModelLoadError, match="cannot be read"):
         load_verified(model_copy)
+
+
+def test_hash_mismatch_message_names_the_file_and_both_hashes(model_copy: Path) -> None:
+    import re
+
+    with (model_copy / "model.skops").open("ab") as handle:
+        handle.write(b"\0")
+    path = re.escape(str(model_copy / "model.skops"))
+    with pytest.raises(ModelLoadError) as caught:
+        load_verified(model_copy)
+    assert re.fullmatch(
+        rf"model file {path} has sha256 [0-9a-f]{{64}} but its card says [0-9a-f]{{64}}: "
+        "refusing to load a file that is not the one the card describes",
+        str(caught.value),
+    ), str(caught.value)

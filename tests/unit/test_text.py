@@ -45,3 +45,31 @@ def test_documented_not_blank_pattern_agrees_with_validation_for_every_code_poin
     pattern = re.compile(NOT_BLANK_PATTERN)
     disagree = [c for c in range(sys.maxunicode + 1) if bool(pattern.search(chr(c))) == chr(c).isspace()]
     assert disagree == []
+
+
+def test_can_not_is_written_as_one_word_like_the_training_text() -> None:
+    assert normalize("I Can Not believe it, she can't") == "i cannot believe it, she ca n't"
+
+
+@pytest.mark.parametrize(
+    ("text", "tokens"),
+    [
+        ("Never again; fine", ["never", "NOT_again", ";", "fine"]),
+        ("no way... ok?", ["no", "NOT_way", "...", "ok", "?"]),
+        ("without it: good", ["without", "NOT_it", ":", "good"]),
+        ("it's great 100%", ["it's", "great", "100"]),
+        ("", []),
+    ],
+)
+def test_tokens_and_negation_scopes(text: str, tokens: list[str]) -> None:
+    assert tokenize(text) == tokens
+
+
+def test_validation_messages_name_the_review() -> None:
+    with pytest.raises(InvalidText, match=r"^review 3 must be a string, got int$"):
+        validate_text(3, 10, where="review 3")
+    with pytest.raises(EmptyText, match=r"^review 2 is empty or only whitespace$"):
+        validate_text(" ", 10, where="review 2")
+    with pytest.raises(TextTooLong, match=r"^review has 11 characters; the limit is 10$"):
+        validate_text("x" * 11, 10)
+    assert (InvalidText.code, EmptyText.code, TextTooLong.code) == ("invalid_text", "empty_review", "review_too_long")

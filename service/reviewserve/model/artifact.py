@@ -16,7 +16,7 @@ from typing import Any
 import sklearn
 import skops
 import skops.io as sio
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 CARD_FILE = "card.json"
 MODEL_FILE = "model.skops"
@@ -74,6 +74,22 @@ class Card(BaseModel):
     metrics: dict[str, dict[str, float]] = {}
     evaluation_files: list[DataFile] = []
 
+    @field_validator("model_file")
+    @classmethod
+    def _plain_file_name(cls, value: str) -> str:
+        # The model file lives next to its card: a path could point the verified loader anywhere.
+        if not value or Path(value).name != value or value in (".", ".."):
+            raise ValueError(f"must be a file name inside the model folder, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _positive_label_is_a_label(self) -> Card:
+        if len(set(self.labels)) != len(self.labels) or len(self.labels) < 2:
+            raise ValueError(f"labels must be at least two distinct names, got {self.labels}")
+        if self.positive_label not in self.labels:
+            raise ValueError(f"positive_label {self.positive_label!r} is not one of the labels {self.labels}")
+        return self
+
 
 def sha256_file(path: Path) -> str:
     """Hex sha256 of a file, read in chunks."""
@@ -91,6 +107,8 @@ def read_card(model_dir: Path) -> Card:
         return Card.model_validate_json(card_path.read_bytes())
     except FileNotFoundError as exc:
         raise ModelLoadError(f"no model card at {card_path}") from exc
+    except OSError as exc:
+        raise ModelLoadError(f"model card {card_path} cannot be read: {exc}") from exc
     except ValidationError as exc:
         raise ModelLoadError(f"model card {card_path} is invalid: {exc}") from exc
 
@@ -129,14 +147,31 @@ def load_verified(model_dir: Path) -> tuple[Any, Card]:
     except OSError as exc:
         raise ModelLoadError(f"model file {model_path} named by the card cannot be read: {exc}") from exc
     verify(card, data, model_path)
-    untrusted = [t for t in sio.get_untrusted_types(data=data) if t not in TRUSTED_TYPES]
-    if untrusted:
-        raise ModelLoadError(f"model file {model_path} contains types outside the allow-list: {untrusted}")
+    return deserialise(data, model_path), card
+
+
+def deserialise(data: bytes, source: Path) -> Any:
+    """Deserialise verified skops bytes, refusing types outside :data:`TRUSTED_TYPES`.
+
+    Every way the bytes can fail to be a skops archive of trusted types ends as :class:`ModelLoadError`:
+    a file can match its card and still be broken (truncated before the card was written, not a zip,
+    no schema inside), and a loader error must refuse the model, never crash the server.
+    """
+    if not data:
+        raise ModelLoadError(f"model file {source} is empty")
     try:
-        estimator = sio.loads(data, trusted=list(TRUSTED_TYPES))
+        found = sio.get_untrusted_types(data=data)
+    except Exception as exc:  # zipfile, json and skops each raise their own types for a malformed archive
+        raise ModelLoadError(
+            f"model file {source} is not a readable skops archive: {type(exc).__name__}: {exc}"
+        ) from exc
+    untrusted = [t for t in found if t not in TRUSTED_TYPES]
+    if untrusted:
+        raise ModelLoadError(f"model file {source} contains types outside the allow-list: {untrusted}")
+    try:
+        return sio.loads(data, trusted=list(TRUSTED_TYPES))
     except Exception as exc:  # skops raises several types for malformed files
-        raise ModelLoadError(f"model file {model_path} could not be read: {exc}") from exc
-    return estimator, card
+        raise ModelLoadError(f"model file {source} could not be read: {type(exc).__name__}: {exc}") from exc
 
 
 def save(

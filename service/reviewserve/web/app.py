@@ -18,17 +18,28 @@ from reviewserve.web.state import ServiceState
 log = logging.getLogger(__name__)
 
 
+# Scored once at load: a model that verifies but cannot score text is refused, not served to fail every request.
+SMOKE_REVIEW = "a good product"
+
+
 def load_predictor(settings: Settings) -> tuple[Predictor | None, str | None]:
     """Load the model named by the settings; on failure return the reason instead of raising.
 
     A refused model keeps the server up (liveness passes) but never ready, so the failure is visible
-    in ``/readyz`` and the logs instead of as a crash loop.
+    in ``/readyz`` and the logs instead of as a crash loop (under gunicorn's preload a raise here
+    would kill the master before it binds).
     """
+    extra = {"model_path": str(settings.model_path)}
     try:
         predictor = Predictor.load(settings.model_path, max_chars=settings.max_review_chars)
+        check_scores(predictor)
     except (ModelLoadError, ValueError) as exc:
-        log.error("model refused", extra={"model_path": str(settings.model_path), "reason": str(exc)})
+        log.error("model refused", extra={**extra, "reason": str(exc)})
         return None, str(exc)
+    except Exception as exc:  # any other loader failure also refuses the model; the traceback goes to the log
+        reason = f"model {settings.model_path} could not be loaded: {type(exc).__name__}: {exc}"
+        log.exception("model refused", extra={**extra, "reason": reason})
+        return None, reason
     log.info(
         "model loaded",
         extra={
@@ -39,6 +50,16 @@ def load_predictor(settings: Settings) -> tuple[Predictor | None, str | None]:
         },
     )
     return predictor, None
+
+
+def check_scores(predictor: Predictor) -> None:
+    """Score :data:`SMOKE_REVIEW`; raise :class:`ModelLoadError` if the model cannot score text."""
+    try:
+        predictor.predict([SMOKE_REVIEW[: predictor.max_chars]])  # within MAX_REVIEW_CHARS, however small
+    except Exception as exc:
+        raise ModelLoadError(
+            f"model {predictor.name}:{predictor.version} loaded but cannot score a review: {type(exc).__name__}: {exc}"
+        ) from exc
 
 
 def create_app(settings: Settings | None = None) -> Flask:

@@ -56,21 +56,28 @@ def error_response(status: int, code: str, message: str, details: Any = None) ->
 
 def register_error_handlers(app: Flask) -> None:
     """Turn APIError, every HTTPException and unexpected exceptions into JSON errors."""
+    # Module-level handlers, not nested functions: the mutation run only mutates top-level functions.
+    app.register_error_handler(APIError, api_error)
+    app.register_error_handler(HTTPException, http_error)
+    app.register_error_handler(Exception, unexpected_error)
 
-    @app.errorhandler(APIError)
-    def _api_error(exc: APIError) -> Response:
-        return error_response(exc.status, exc.code, exc.message, exc.details)
 
-    @app.errorhandler(HTTPException)
-    def _http_error(exc: HTTPException) -> Response:
-        status = exc.code or 500
-        response = error_response(status, _HTTP_CODES.get(status, "http_error"), exc.description or exc.name)
-        valid_methods = getattr(exc, "valid_methods", None)
-        if valid_methods:
-            response.headers["Allow"] = ", ".join(valid_methods)
-        return response
+def api_error(exc: APIError) -> Response:
+    """An :class:`APIError` as its JSON error."""
+    return error_response(exc.status, exc.code, exc.message, exc.details)
 
-    @app.errorhandler(Exception)
-    def _unexpected(exc: Exception) -> Response:
-        log.exception("unhandled error", extra={"request_id": getattr(g, "request_id", None)})
-        return error_response(500, "internal_error", "internal server error; quote the request_id when reporting")
+
+def http_error(exc: HTTPException) -> Response:
+    """A werkzeug HTTP error (404, 405, 413...) as a JSON error, keeping ``Allow`` for 405."""
+    status = exc.code or 500
+    response = error_response(status, _HTTP_CODES.get(status, "http_error"), exc.description or exc.name)
+    valid_methods = getattr(exc, "valid_methods", None)
+    if valid_methods:
+        response.headers["Allow"] = ", ".join(valid_methods)
+    return response
+
+
+def unexpected_error(exc: Exception) -> Response:
+    """Anything else: logged with its traceback, answered as a JSON 500 with the request id."""
+    log.exception("unhandled error", extra={"request_id": getattr(g, "request_id", None)})
+    return error_response(500, "internal_error", "internal server error; quote the request_id when reporting")

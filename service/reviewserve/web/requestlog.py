@@ -16,28 +16,33 @@ HEADER = "X-Request-ID"
 
 def init_request_log(app: Flask) -> None:
     """Register the before/after hooks that set the request id and log the request."""
+    # Module-level hooks, not nested functions: the mutation run only mutates top-level functions.
+    app.before_request(start_request)
+    app.after_request(finish_request)
 
-    @app.before_request
-    def _start() -> None:
-        incoming = request.headers.get(HEADER, "")
-        g.request_id = incoming if _VALID_ID.match(incoming) else uuid.uuid4().hex
-        g.started = time.perf_counter()
 
-    @app.after_request
-    def _finish(response: Response) -> Response:
-        request_id = getattr(g, "request_id", None) or uuid.uuid4().hex
-        response.headers[HEADER] = request_id
-        duration = time.perf_counter() - getattr(g, "started", time.perf_counter())
-        log.info(
-            "request",
-            extra={
-                "method": request.method,
-                "path": request.path,
-                "status": response.status_code,
-                "duration_ms": round(duration * 1000, 3),
-                "request_id": request_id,
-                "reviews": getattr(g, "reviews", 0),
-                "remote_addr": request.remote_addr,
-            },
-        )
-        return response
+def start_request() -> None:
+    """Take a valid incoming ``X-Request-ID`` or make one; start the clock."""
+    incoming = request.headers.get(HEADER, "")
+    g.request_id = incoming if _VALID_ID.match(incoming) else uuid.uuid4().hex
+    g.started = time.perf_counter()
+
+
+def finish_request(response: Response) -> Response:
+    """Echo the request id and log one JSON line for the request."""
+    request_id = getattr(g, "request_id", None) or uuid.uuid4().hex
+    response.headers[HEADER] = request_id
+    duration = time.perf_counter() - getattr(g, "started", time.perf_counter())
+    log.info(
+        "request",
+        extra={
+            "method": request.method,
+            "path": request.path,
+            "status": response.status_code,
+            "duration_ms": round(duration * 1000, 3),
+            "request_id": request_id,
+            "reviews": getattr(g, "reviews", 0),
+            "remote_addr": request.remote_addr,
+        },
+    )
+    return response
