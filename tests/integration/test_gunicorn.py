@@ -91,14 +91,19 @@ def test_json_log_line_per_request(live_server: Server) -> None:
 def test_metrics_sum_across_workers(server_factory, workers: int) -> None:
     server: Server = server_factory(workers=workers)
     server.wait_workers(workers)
-    n = 60
-    with ThreadPoolExecutor(8) as pool:
-        statuses = list(
-            pool.map(
-                lambda _: requests.post(f"{server.url}/predict", json=SEED_REVIEW, timeout=10).status_code, range(n)
+    # A worker may still be starting when the first answers; send rounds until two processes have served.
+    n = 0
+    deadline = time.monotonic() + 30
+    while n == 0 or (len(list(server.metrics_dir.glob("counter_*.db"))) < 2 and time.monotonic() < deadline):
+        with ThreadPoolExecutor(8) as pool:
+            statuses = list(
+                pool.map(
+                    lambda _: requests.post(f"{server.url}/predict", json=SEED_REVIEW, timeout=10).status_code,
+                    range(60),
+                )
             )
-        )
-    assert statuses == [200] * n
+        assert statuses == [200] * 60
+        n += 60
     for _ in range(20):  # scrape a few times: whichever worker answers, the sums are the same
         text = requests.get(f"{server.url}/metrics", timeout=5).text
         count = sample(text, "flask_http_request_duration_seconds_count", path="/predict")
