@@ -109,7 +109,12 @@ def test_v2_outputs_are_the_pipeline_values_at_full_precision(client: FlaskClien
         "outputs": [
             {"name": "label", "datatype": "BYTES", "shape": [n], "data": [e[0] for e in expected]},
             {"name": "probability", "datatype": "FP64", "shape": [n], "data": _close([e[1] for e in expected])},
-            {"name": "positive_probability", "datatype": "FP64", "shape": [n], "data": _close([e[2] for e in expected])},
+            {
+                "name": "positive_probability",
+                "datatype": "FP64",
+                "shape": [n],
+                "data": _close([e[2] for e in expected]),
+            },
         ],
         "id": "v",
     }
