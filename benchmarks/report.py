@@ -246,7 +246,8 @@ def _slow_section(data: dict) -> list[str]:
         f"{data['settings']['connections']} connections held open against reviewserve "
         f"(`make run` defaults): {data['settings']['headers']} trickling header lines, "
         f"{data['settings']['body']} sending full headers then trickling the body, {data['settings']['idle']} "
-        f"idle keep-alive after one request; one line/byte every {data['settings']['interval_s']:g} s. "
+        f"idle keep-alive after one request; one line/byte every {data['settings']['interval_s']:g} s; "
+        "a connection the server closes (a worker recycled, a stall limit) is opened again at once. "
         f"Meanwhile {data['settings']['normal_connections']} keep-alive Python clients sent normal single-review "
         f"requests for {data['settings']['normal_seconds']:g} s ({data['settings']['request_timeout_s']:g} s "
         "timeout; every request sent is answered or counted failed).",
@@ -254,7 +255,8 @@ def _slow_section(data: dict) -> list[str]:
         "| figure | value |",
         "|---|---|",
         f"| slow connections opened / still open at the end | {r['slow_opened']} / {r['slow_open_at_end']} |",
-        f"| slow connections closed by the server, by kind | {r['slow_closed_by_kind']} |",
+        f"| slow connections closed by the server, by kind / reopened | {r['slow_closed_by_kind']} / "
+        f"{r.get('slow_reopened', 0)} |",
         f"| idle keep-alive connections whose one request was answered | {r['idle_answered']} of "
         f"{data['settings']['idle']} |",
         f"| normal requests sent / answered | {r['normal']['sent']} / {r['normal']['answered']} "

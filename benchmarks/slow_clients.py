@@ -3,7 +3,8 @@
     .venv/bin/python -m benchmarks.slow_clients [--connections 256] [--seconds 20] [--stall-max 90]
 
 A third of the connections trickle header lines, a third send full headers then trickle the body,
-a third go idle after one keep-alive request. Meanwhile a Python client (one keep-alive connection
+a third go idle after one keep-alive request; one the server closes (e.g. when its worker is recycled)
+is opened again at once, so all of them are held for the whole run. Meanwhile a Python client (one keep-alive connection
 per thread; every request sent is answered or counted as failed, a wrk run would just not count
 requests stuck behind the slow clients) sends normal single-review requests; before that, the same
 load without slow clients gives the baseline. Last, one connection that
@@ -74,7 +75,9 @@ def main(
         baseline = load()
         click.echo(f"baseline: {baseline['rps']:.1f} req/s p99 {baseline['p99_ms']:.1f} ms failed {baseline['failed']}")
         pss_before = _pss_mib(process.pid)
-        slow = SlowClients("127.0.0.1", target.port, interval=interval, body_length=100_000, **kinds)
+        slow = SlowClients(
+            "127.0.0.1", target.port, interval=interval, body_length=100_000, reconnect=True, **kinds
+        )
         with slow:
             time.sleep(2 * interval + 1)  # all connected and trickling
             normal = load()
@@ -86,7 +89,7 @@ def main(
             f"with {len(slow.conns)} slow: sent {normal['sent']}, answered {normal['answered']}, failed "
             f"{normal['failed']} {normal['socket_error_kinds']}, "
             f"p50 {normal['p50_ms']:.1f} p99 {normal['p99_ms']:.1f} ms; "
-            f"slow still open {open_at_end}, closed {closed}"
+            f"slow still open {open_at_end}, closed {closed}, reopened {slow.reopened}"
         )
         stalls: dict[str, float | None] = {}
 
@@ -118,6 +121,7 @@ def main(
         "result": {
             "slow_opened": len(slow.conns),
             "slow_connect_failures": slow.connect_failures,
+            "slow_reopened": slow.reopened,
             "slow_open_at_end": open_at_end,
             "slow_closed_by_kind": closed,
             "idle_answered": idle_answered,

@@ -44,9 +44,12 @@ class SlowClients:
     interval: float = 1.0
     path: str = "/predict"
     body_length: int = 100_000  # announced Content-Length of trickled bodies (never reached)
+    reconnect: bool = False  # replace a connection the server closes with a new one of its kind (an attacker would)
     conns: list[Conn] = field(default_factory=list)
     connect_failures: int = 0
+    reopened: int = 0
     _stop: threading.Event = field(default_factory=threading.Event)
+    _reopen: list[str] = field(default_factory=list)
     _thread: threading.Thread | None = None
 
     def _open(self, kind: str) -> None:
@@ -90,6 +93,8 @@ class SlowClients:
     def _closed(self, conn: Conn, now: float) -> None:
         if conn.closed_after is None:
             conn.closed_after = now - conn.opened
+            if self.reconnect and not self._stop.is_set():
+                self._reopen.append(conn.kind)
         with contextlib.suppress(OSError):
             conn.sock.close()
 
@@ -117,6 +122,13 @@ class SlowClients:
                     continue
                 selector.unregister(conn.sock)
                 self._closed(conn, time.monotonic())
+            while self._reopen:
+                opened = len(self.conns)
+                self._open(self._reopen.pop())
+                conn = self.conns[-1]
+                if len(self.conns) > opened and conn.closed_after is None:
+                    selector.register(conn.sock, selectors.EVENT_READ, conn)
+                    self.reopened += 1
             now = time.monotonic()
             if now < next_tick:
                 continue
@@ -141,7 +153,7 @@ class SlowClients:
         return sum(c.closed_after is None for c in self.conns)
 
     def closed_by_kind(self) -> dict[str, int]:
-        """How many connections of each kind the server closed."""
+        """How many connections of each kind the server closed (reopened ones included)."""
         out = {HEADERS: 0, BODY: 0, IDLE: 0}
         for conn in self.conns:
             out[conn.kind] += conn.closed_after is not None

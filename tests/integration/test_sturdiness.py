@@ -6,13 +6,16 @@ unbalanced server misses.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import threading
 import time
 from collections import Counter
+from datetime import datetime
 
 import pytest
 import requests
@@ -72,12 +75,12 @@ def test_slow_clients_do_not_block_normal_requests(server_factory) -> None:
         assert slow.open_count() >= 64, f"slow connections closed by the server: {slow.closed_by_kind()}"
 
 
-def _load(url: str, stop: threading.Event, failures: list[str]) -> None:
+def _load(url: str, stop: threading.Event, failures: list[str], timeout: float = 10) -> None:
     """One keep-alive client (as a proxy's upstream connection) posting until ``stop``."""
     with requests.Session() as session:
         while not stop.is_set():
             try:
-                session.post(url, json=SEED_REVIEW, timeout=10).raise_for_status()
+                session.post(url, json=SEED_REVIEW, timeout=timeout).raise_for_status()
             except requests.RequestException as exc:
                 failures.append(repr(exc))
 
@@ -175,3 +178,106 @@ def test_recycled_workers_get_their_share_of_a_fast_client(server_factory, tmp_p
     even = [s for s in samples if max(s.values()) <= 5]
     assert len(samples) >= 20, f"too few samples with two workers up: {samples}"
     assert len(even) >= 0.8 * len(samples), f"connections piled on one worker: {samples}"
+
+
+def _log_events(log: str, message: str) -> dict[int, float]:
+    """pid -> time (s) of its first log record whose message starts with ``message``."""
+    out: dict[int, float] = {}
+    for line in log.splitlines():
+        if not line.startswith("{"):
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if str(record.get("message", "")).startswith(message) and record.get("pid") not in out:
+            stamp = datetime.strptime(record["time"], "%Y-%m-%d %H:%M:%S,%f")
+            out[record["pid"]] = stamp.timestamp()
+    return out
+
+
+def test_recycling_under_slow_clients_is_quick_and_fails_nothing(server_factory) -> None:
+    """Workers recycled while holding trickling bodies and headers exit within seconds; no request fails.
+
+    A stopping worker used to wait out GRACEFUL_TIMEOUT for connections still trickling their request, and its
+    replacement is only forked once it has exited: two such drains at once left nobody accepting.
+    """
+    server: Server = server_factory(workers=2, MAX_REQUESTS="400", MAX_REQUESTS_JITTER="0")
+    stop = threading.Event()
+    failures: list[str] = []
+    clients = [
+        threading.Thread(target=_load, args=(server.url + "/predict", stop, failures, 5), daemon=True)
+        for _ in range(8)
+    ]
+    with SlowClients("127.0.0.1", server.port, headers=32, body=32, idle=32, interval=0.5, reconnect=True) as slow:
+        time.sleep(1.5)
+        for thread in clients:
+            thread.start()
+        try:
+            deadline = time.monotonic() + 60
+            while len(_log_events(server.log(), "Worker exiting")) < 4 and time.monotonic() < deadline:
+                time.sleep(0.2)
+        finally:
+            stop.set()
+            for thread in clients:
+                thread.join(timeout=15)
+        # every worker that has begun its recycle gets 5 s to finish it (the slow clients still attached)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            log = server.log()
+            if set(_log_events(log, "Autorestarting worker")) <= set(_log_events(log, "Worker exiting")):
+                break
+            time.sleep(0.1)
+        reopened = slow.reopened
+    log = server.log()
+    restarting, exited = _log_events(log, "Autorestarting worker"), _log_events(log, "Worker exiting")
+    assert len(exited) >= 4, f"expected 4 recycles in 60 s, saw {len(exited)}: failures {failures[:3]}"
+    assert reopened > 0, "no slow connection was closed by a recycle: the scenario did not happen"
+    assert set(restarting) <= set(exited), f"recycling workers still draining after 5 s: {restarting.keys() - exited}"
+    drains = {pid: exited[pid] - restarting[pid] for pid in restarting}
+    assert drains and all(seconds < 3 for seconds in drains.values()), f"recycle drain seconds per pid: {drains}"
+    assert not failures, failures[:5]
+
+
+def test_idle_connections_do_not_push_clients_off_their_worker(server_factory) -> None:
+    """A worker holding many idle connections still gets its share of the busy ones.
+
+    The balancer counts connections that had a request answered in the last second: idle (or trickling)
+    connections cost no CPU, and counting them sent every busy client to the other worker.
+    """
+    server: Server = server_factory(workers=2, MAX_REQUESTS="0")
+    first = set(server.wait_workers(2))
+    with SlowClients("127.0.0.1", server.port, idle=48, interval=0.5) as slow:
+        time.sleep(1)
+        held = _connections_per_worker(server.port)
+        victim = min(first, key=lambda pid: held.get(pid, 0))
+        os.kill(victim, signal.SIGKILL)  # the survivor keeps its idle connections; a new worker starts empty
+        deadline = time.monotonic() + 30
+        while (len(set(server.worker_pids()) - first) < 1 or len(server.worker_pids()) < 2) and (
+            time.monotonic() < deadline
+        ):
+            time.sleep(0.1)
+        survivor = (first - {victim}).pop()
+        assert _connections_per_worker(server.port).get(survivor, 0) >= 20, "the survivor holds too few idle ones"
+        stop = threading.Event()
+        failures: list[str] = []
+        clients = [
+            threading.Thread(target=_load, args=(server.url + "/predict", stop, failures), daemon=True)
+            for _ in range(8)
+        ]
+        for thread in clients:
+            thread.start()
+        try:
+            time.sleep(2)  # settle
+            before = counts_from_metrics_dir(server.metrics_dir)
+            time.sleep(4)
+            after = counts_from_metrics_dir(server.metrics_dir)
+        finally:
+            stop.set()
+            for thread in clients:
+                thread.join(timeout=15)
+        assert slow.open_count() >= 20
+    split = {pid: after[pid] - before.get(pid, 0) for pid in after if after[pid] > before.get(pid, 0)}
+    total = sum(split.values())
+    assert not failures, failures[:5]
+    assert split.get(survivor, 0) >= 0.2 * total, f"requests per worker pid in 4 s: {split} (survivor {survivor})"

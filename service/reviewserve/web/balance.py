@@ -3,7 +3,8 @@
 A kept-alive connection stays with the worker that accepted it. When a worker is recycled (``MAX_REQUESTS``)
 or dies, its clients reconnect at once, before the master has forked the replacement, so they all land on
 the surviving workers and stay there while the new worker idles: the service runs on fewer cores than it
-has. Each worker therefore publishes how many connections it holds in a small table in shared memory
+has. Each worker therefore publishes how many active connections it holds (ones that had a request answered
+in the last second: idle and trickling connections cost no CPU and do not count) in a small table in shared memory
 (created by the master before forking, like :mod:`reviewserve.web.lifecycle`), and a worker holding more
 than its fair share (the live workers' connections divided evenly, rounded up) stops accepting and closes
 the excess after their current response (``Connection: close``), so those clients reconnect to a worker

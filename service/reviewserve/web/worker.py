@@ -11,15 +11,17 @@ request at a time per worker, which is all a core can do anyway. What this class
   connection waits for the next poll of the sockets (a timer, not ``sleep(0)``; see ``handle_request``).
 - **Stall limit.** A connection that sends nothing for ``KEEPALIVE`` seconds is closed, idle or in the middle
   of a request (socket timeout); request headers must arrive within ``KEEPALIVE`` seconds (gunicorn's).
-- **Even spread.** A worker holding more than its fair share of the kept-alive connections stops accepting
+- **Even spread.** A worker holding more than its fair share of the active kept-alive connections (a request
+  answered in the last second; idle and trickling ones do not count) stops accepting
   and closes the excess after their current response (:mod:`reviewserve.web.balance`): after a worker is
   recycled its clients do not stay piled on the surviving worker while the new one idles. A connection is
   also closed after ``KEEPALIVE_REQUESTS`` requests, as nginx does.
 - **Quick exit.** A stopping worker (recycled after ``MAX_REQUESTS``, or SIGTERM) stops accepting at once,
-  closes each busy connection after its current response, gives idle kept-alive connections
-  a moment (0.5 s when recycled, gunicorn's 2 s on SIGTERM; a request arriving meanwhile is answered with
-  ``Connection: close``),
-  then closes them and exits, instead of polling once a second and waiting out ``GRACEFUL_TIMEOUT``.
+  closes each busy connection after its current response, and gives its connections a moment (0.5 s when
+  recycled, gunicorn's 2 s on SIGTERM; a request arriving meanwhile is answered with ``Connection: close``).
+  Then every connection still waiting on its client (idle, a request still trickling in, a response not
+  being read) is closed and the worker exits, instead of polling once a second and waiting out
+  ``GRACEFUL_TIMEOUT`` for slow clients while its replacement is not yet started.
 """
 
 from __future__ import annotations
@@ -44,6 +46,9 @@ from reviewserve.web.balance import ConnectionBalancer
 
 TURN_SECONDS = 1e-6  # any timer: it fires after the next poll of the sockets
 POLL_SECONDS = 0.05  # how soon a stopping worker notices that it should stop, and that it is done
+# A connection counts towards a worker's share (the balancer) while it has sent a request this recently:
+# idle and trickling connections would otherwise push every real client off the worker that holds them.
+ACTIVE_SECONDS = 1.0
 # Idle kept-alive connections of a recycled worker get this long for a request already on its way; the
 # replacement worker is forked only once this one has exited, so the wait is kept short.
 RECYCLE_LINGER_SECONDS = 0.5
@@ -111,6 +116,7 @@ class ReviewserveWorker(GeventWorker):
         self.keepalive_requests = get_settings().keepalive_requests or None
         self._waiting: dict[Any, _KeepaliveWait] = {}  # greenlet -> its wait for a next request
         self._clients: dict[Any, Any] = {}  # greenlet -> its client socket
+        self._last_request: dict[Any, float] = {}  # greenlet -> when its last request was answered
         self._shed = 0  # connections to close after their current response (above the fair share)
 
     def timeout_ctx(self) -> _KeepaliveWait:
@@ -127,6 +133,7 @@ class ReviewserveWorker(GeventWorker):
             AsyncWorker.handle(self, listener, client, addr)  # GeventWorker.handle only made it blocking
         finally:
             self._clients.pop(current, None)
+            self._last_request.pop(current, None)
 
     def handle_request(self, listener_name: Any, req: Any, sock: Any, addr: Any) -> Any:
         """Serve one request (closing the connection after its quota), then let the others take a turn."""
@@ -140,6 +147,7 @@ class ReviewserveWorker(GeventWorker):
             return super().handle_request(listener_name, req, out, addr)
         finally:
             out.flush()
+            self._last_request[gevent.getcurrent()] = time.monotonic()
             # Not sleep(0): gevent runs callbacks, new ones included, for up to 50 callbacks and its 5 ms
             # switch interval before it polls sockets again, so sleep(0) only rotates the connections that
             # are already runnable. A timer resumes this one after the next poll, behind the sockets
@@ -167,7 +175,7 @@ class ReviewserveWorker(GeventWorker):
                 self.notify()
                 last_notify = now
             if balancer is not None:
-                self._shed = balancer.excess(len(self._clients))
+                self._shed = balancer.excess(self._active_connections(now))
                 if accepting != (self._shed == 0):
                     accepting = self._shed == 0
                     for server in servers:
@@ -190,6 +198,10 @@ class ReviewserveWorker(GeventWorker):
         sys.stderr.flush()
         os._exit(0)
 
+    def _active_connections(self, now: float) -> int:
+        """Connections that have had a request answered in the last ``ACTIVE_SECONDS``."""
+        return sum(1 for answered in self._last_request.values() if now - answered <= ACTIVE_SECONDS)
+
     def _drain(self, servers: list[StreamServer]) -> None:
         """Wait for the in-flight requests; end idle keep-alive waits after a short linger."""
         started = time.monotonic()
@@ -200,20 +212,35 @@ class ReviewserveWorker(GeventWorker):
             if all(server.pool.free_count() == server.pool.size for server in servers):
                 return
             if time.monotonic() >= linger_until:
-                self._end_idle_waits()
+                self._close_waiting_on_clients()
             self.notify()
             gevent.sleep(POLL_SECONDS)
         self.log.warning("Worker graceful timeout (pid:%s)", self.pid)
         for server in servers:
             server.stop(timeout=1)
 
-    def _end_idle_waits(self) -> None:
-        """End the keep-alive wait of every connection that has sent nothing (a request in flight is kept)."""
-        for greenlet, wait in list(self._waiting.items()):
-            client = self._clients.get(greenlet)
-            try:
-                readable = client is not None and bool(select.select([client], [], [], 0)[0])
-            except (OSError, ValueError):
-                readable = False
-            if not readable:
-                greenlet.kill(exception=wait, block=False)
+    def _close_waiting_on_clients(self) -> None:
+        """Close every connection that is waiting on its client; a request that has fully arrived is finished.
+
+        The worker computes one request at a time, so when this runs every other connection is either ready
+        to run (its request is answered) or blocked on its client: idle, a request still trickling in, or a
+        response the client does not read. Those are closed: past the linger they are what keeps a stopping
+        worker (and, when it is recycled, its replacement) from running, e.g. a client trickling a body.
+        """
+        for greenlet, client in list(self._clients.items()):
+            wait = self._waiting.get(greenlet)
+            if wait is not None:  # waiting for a request: keep one whose bytes are already there
+                try:
+                    if select.select([client], [], [], 0)[0]:
+                        continue
+                except (OSError, ValueError):
+                    pass
+                greenlet.kill(exception=wait, block=False)  # ends quietly, like a keep-alive timeout
+            elif _waits_on(client):
+                greenlet.kill(block=False)  # GreenletExit: the handler's finally closes the socket
+
+
+def _waits_on(client: Any) -> bool:
+    """Whether a greenlet is blocked reading from or writing to ``client`` (gevent socket watchers)."""
+    read, write = getattr(client, "_read_event", None), getattr(client, "_write_event", None)
+    return bool((read is not None and read.active) or (write is not None and write.active))
