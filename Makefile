@@ -79,7 +79,7 @@ tools: ## helm 3 + 4, checkov, promtool, CRD validators into .tools/ (the tests 
 chart-test: install-dev ## Chart proof only: helm lint/template, schema, kubernetes-validate, checkov, promtool
 	$(BIN)/python -m pytest tests/chart -q
 
-kind-up: ## Create a local kind cluster with ingress-nginx and metrics-server (needs Docker + internet)
+kind-up: ## Local kind cluster: NGINX Gateway Fabric + Gateway on localhost:80, metrics-server (Docker, helm, internet)
 	bash k8s/scripts/kind-up.sh
 
 kind-deploy: ## Build the image, load it into kind, helm upgrade --install --wait

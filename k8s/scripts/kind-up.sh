@@ -1,19 +1,37 @@
 #!/usr/bin/env bash
-# Create the kind cluster (if missing) with ingress-nginx and metrics-server (for the HPA).
-# Env: KIND_CLUSTER (reviewserve), INGRESS_NGINX_VERSION, METRICS_SERVER_VERSION.
+# Create the kind cluster (if missing) with the Gateway API CRDs, NGINX Gateway Fabric and its Gateway
+# (k8s/gateway.yaml, on http://localhost), and metrics-server (for the HPA). Re-running it is safe.
+# Env: KIND_CLUSTER (reviewserve), GATEWAY_API_VERSION, NGF_VERSION, METRICS_SERVER_VERSION.
 set -euo pipefail
 # shellcheck source=SCRIPTDIR/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-# ingress-nginx was retired in March 2026: controller-v1.15.1 is its final release (last CVE fixes).
-# The chart also renders a Gateway API HTTPRoute (httpRoute.enabled) for maintained Gateway controllers.
-INGRESS_NGINX_VERSION="${INGRESS_NGINX_VERSION:-controller-v1.15.1}"
+# NGINX Gateway Fabric, NGINX's maintained Gateway API implementation (ingress-nginx, which this
+# workflow used before, was retired in March 2026). 2.7.2: its latest release found (September 2026,
+# nginx/nginx-gateway-fabric PR #5925 "Update docs for release 2.7.2"); its Helm chart carries the same
+# version (CHANGELOG: "The version of the Helm chart is now ..."). NGF's technical
+# specifications (docs.nginx.com/nginx-gateway-fabric/overview/technical-specifications) list 2.7 with
+# Gateway API 1.6.1 and Kubernetes 1.32+ (k8s/kind-config.yaml's node is v1.34.0), and 2.7.x as
+# compatible with Gateway API v1.6.x; NGF installs the standard channel.
+NGF_VERSION="${NGF_VERSION:-2.7.2}"
+GATEWAY_API_VERSION="${GATEWAY_API_VERSION:-v1.6.1}"
 METRICS_SERVER_VERSION="${METRICS_SERVER_VERSION:-v0.8.0}"
 MIN_KIND_VERSION=0.30.0  # the release k8s/kind-config.yaml's node image was built for
-INGRESS_URL="https://raw.githubusercontent.com/kubernetes/ingress-nginx/${INGRESS_NGINX_VERSION}/deploy/static/provider/kind/deploy.yaml"
+GATEWAY_API_URL="https://github.com/kubernetes-sigs/gateway-api/releases/download/${GATEWAY_API_VERSION}/standard-install.yaml"
+NGF_CHART=oci://ghcr.io/nginx/charts/nginx-gateway-fabric
+NGF_RELEASE=ngf
+NGF_NAMESPACE=nginx-gateway
 METRICS_URL="https://github.com/kubernetes-sigs/metrics-server/releases/download/${METRICS_SERVER_VERSION}/components.yaml"
+GATEWAY_MANIFEST="${REPO}/k8s/gateway.yaml"
+# As NGF's "Get started" guide (kind) does: the data plane's Service is a NodePort whose node port
+# (31437, extraPortMappings containerPort in k8s/kind-config.yaml, published there on 127.0.0.1:80)
+# serves the Gateway listener on port 80.
+NGF_NODE_PORTS='[{"port":31437,"listenerPort":80}]'
+# The Gateway in k8s/gateway.yaml (the HTTPRoute of k8s/values-kind.yaml attaches to it).
+GATEWAY_NAME=gateway
 
 need "${KIND}" "${KUBECTL}" "${DOCKER}"
+command -v "${HELM}" >/dev/null 2>&1 || die "helm not found: install Helm 3.10+ or 4 (https://helm.sh/docs/intro/install/) or set HELM"
 
 kind_version="$("${KIND}" version | sed -nE 's/^kind v([0-9]+\.[0-9]+\.[0-9]+).*/\1/p')"
 if [[ -n "${kind_version}" ]] && [[ "$(printf '%s\n%s\n' "${MIN_KIND_VERSION}" "${kind_version}" | sort -V | head -n 1)" != "${MIN_KIND_VERSION}" ]]; then
@@ -27,8 +45,27 @@ else
   "${KIND}" create cluster --name "${CLUSTER}" --config "${REPO}/k8s/kind-config.yaml" --wait 120s
 fi
 
-log "installing ingress-nginx ${INGRESS_NGINX_VERSION} (kind provider)"
-"${KUBECTL}" --context "${CONTEXT}" apply -f "${INGRESS_URL}"
+# Server-side apply, as the Gateway API install guide says (the bundle's CRDs are large).
+log "installing the Gateway API ${GATEWAY_API_VERSION} CRDs (standard channel)"
+"${KUBECTL}" --context "${CONTEXT}" apply --server-side -f "${GATEWAY_API_URL}"
+"${KUBECTL}" --context "${CONTEXT}" wait --for=condition=Established --timeout=60s \
+  crd/gatewayclasses.gateway.networking.k8s.io crd/gateways.gateway.networking.k8s.io \
+  crd/httproutes.gateway.networking.k8s.io
+
+# The chart creates the GatewayClass "nginx" and NGF's own CRDs; then wait for the control plane as
+# NGF's Helm install guide does.
+log "installing NGINX Gateway Fabric ${NGF_VERSION} (${NGF_CHART})"
+"${HELM}" upgrade --install "${NGF_RELEASE}" "${NGF_CHART}" --version "${NGF_VERSION}" \
+  --kube-context "${CONTEXT}" --namespace "${NGF_NAMESPACE}" --create-namespace \
+  --set nginx.service.type=NodePort --set-json "nginx.service.nodePorts=${NGF_NODE_PORTS}" \
+  --timeout 5m
+"${KUBECTL}" --context "${CONTEXT}" -n "${NGF_NAMESPACE}" wait --for=condition=Available --timeout=300s \
+  "deployment/${NGF_RELEASE}-nginx-gateway-fabric"
+
+# NGF provisions the Gateway's data plane (Deployment and NodePort Service "<gateway>-nginx" in the
+# Gateway's namespace); Programmed: the listener is configured in NGINX.
+log "creating Gateway ${NGF_NAMESPACE}/${GATEWAY_NAME} (${GATEWAY_MANIFEST#"${REPO}/"})"
+"${KUBECTL}" --context "${CONTEXT}" apply -f "${GATEWAY_MANIFEST}"
 
 log "installing metrics-server ${METRICS_SERVER_VERSION}"
 "${KUBECTL}" --context "${CONTEXT}" apply -f "${METRICS_URL}"
@@ -40,8 +77,10 @@ if [[ "${args}" != *"--kubelet-insecure-tls"* ]]; then
     -p '[{"op":"add","path":"/spec/template/spec/containers/0/args/-","value":"--kubelet-insecure-tls"}]'
 fi
 
-log "waiting for ingress-nginx and metrics-server"
-"${KUBECTL}" --context "${CONTEXT}" -n ingress-nginx wait --for=condition=ready pod \
-  --selector=app.kubernetes.io/component=controller --timeout=300s
+log "waiting for the Gateway and metrics-server"
+"${KUBECTL}" --context "${CONTEXT}" -n "${NGF_NAMESPACE}" wait --for=condition=Programmed --timeout=300s \
+  "gateway/${GATEWAY_NAME}"
+"${KUBECTL}" --context "${CONTEXT}" -n "${NGF_NAMESPACE}" rollout status "deployment/${GATEWAY_NAME}-nginx" \
+  --timeout=300s
 "${KUBECTL}" --context "${CONTEXT}" -n kube-system rollout status deployment/metrics-server --timeout=300s
-log "cluster ${CLUSTER} ready (context ${CONTEXT})"
+log "cluster ${CLUSTER} ready (context ${CONTEXT}); the Gateway answers on http://localhost/"

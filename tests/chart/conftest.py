@@ -8,6 +8,7 @@ parallel pytest workers do it once).
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import shutil
 import subprocess
@@ -180,6 +181,20 @@ class ChartKit:
         containers = self.deployment(docs)["spec"]["template"]["spec"]["containers"]
         assert containers[0]["name"] == "reviewserve", [c["name"] for c in containers]
         return containers[0]
+
+    def validate_crds(self, resources: list[Manifest]) -> tuple[int, list[dict[str, Any]]]:
+        """Validate custom resources against their CRD schemas (tests/chart/validate_crds.mjs):
+        the exit code (0: all valid) and one result per resource (kind, name, ok, error)."""
+        proc = subprocess.run(
+            ["node", str(Path(__file__).with_name("validate_crds.mjs")), str(CRD_MODULES)],
+            input=json.dumps(resources),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert proc.stderr == "" or proc.returncode in (0, 1), proc.stderr
+        return proc.returncode, [json.loads(line) for line in proc.stdout.splitlines()]
 
     def install_notes(self, *args: str, helm: str = "helm4") -> str:
         """NOTES.txt as ``helm install --dry-run=client`` prints it (args: values flags)."""

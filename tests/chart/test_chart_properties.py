@@ -338,7 +338,7 @@ def test_topology_spread_selects_own_pods(kit: Any) -> None:
 
 
 def test_ingress_default_any_host_nginx(kit: Any) -> None:
-    """Default Ingress: class nginx, no host (so curl localhost works on kind), backend port http."""
+    """Default Ingress: class nginx, no host (so curl localhost works through a local controller), port http."""
     ing = kit.one(kit.render(), "Ingress")
     assert ing["spec"]["ingressClassName"] == "nginx"
     rule = ing["spec"]["rules"][0]

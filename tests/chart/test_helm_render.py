@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -112,16 +111,7 @@ def test_kubernetes_validate_catches_errors(kit: Any) -> None:
 
 def _validate_crds(kit: Any, resources: list[dict[str, Any]]) -> tuple[int, list[dict[str, Any]]]:
     """Run tests/chart/validate_crds.mjs (CRD-schema validators from npm) on resources."""
-    proc = subprocess.run(
-        ["node", str(Path(__file__).with_name("validate_crds.mjs")), str(kit.crd_modules)],
-        input=json.dumps(resources),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert proc.stderr == "" or proc.returncode in (0, 1), proc.stderr
-    return proc.returncode, [json.loads(line) for line in proc.stdout.splitlines()]
+    return kit.validate_crds(resources)
 
 
 @pytest.mark.parametrize("helm", HELMS)

@@ -1,10 +1,17 @@
 """The kind workflow's scripts, run for real with recording stand-ins for kind, kubectl and docker.
 
-There is no cluster here (and on CI), so `k8s/scripts/kind-deploy.sh` runs with `kind`, `docker`
-and `kubectl` replaced by small recorders on PATH: what is checked is what the script asks them to
-do. The kubectl recorder answers label queries from the chart really rendered for the same release
-and namespace, so a selector that would not find the release's Deployment on a cluster finds
-nothing here either. helm is the real one (`helm template` stands in for `helm upgrade --install`).
+There is no cluster here (and on CI), so `k8s/scripts/kind-up.sh` and `kind-deploy.sh` run with
+`kind`, `docker` and `kubectl` replaced by small recorders on PATH: what is checked is what the
+scripts ask them to do. The kubectl recorder answers label queries from the chart really rendered for
+the same release and namespace, so a selector that would not find the release's Deployment on a
+cluster finds nothing here either. For kind-deploy.sh helm is the real one (`helm template` stands in
+for `helm upgrade --install`); for kind-up.sh, which installs NGINX Gateway Fabric from its OCI
+registry (not reachable here), helm is a recorder too.
+
+The kind cluster's traffic path is checked across the files that make it: kind-up.sh's NodePort for
+the NGINX Gateway Fabric data plane, k8s/kind-config.yaml's port mapping to 127.0.0.1:80, the Gateway
+of k8s/gateway.yaml and the HTTPRoute that k8s/values-kind.yaml renders (both validated against the
+Gateway API CRD schemas).
 """
 
 from __future__ import annotations
@@ -27,6 +34,16 @@ REPO = Path(__file__).resolve().parents[2]
 SCRIPTS = REPO / "k8s" / "scripts"
 SHELL_SCRIPTS = [*sorted(SCRIPTS.glob("*.sh")), *sorted((REPO / ".ci").iterdir())]
 NODE_IMAGE = re.compile(r"^kindest/node:v(\d+\.\d+\.\d+)@sha256:[0-9a-f]{64}$")
+GATEWAY_MANIFEST = REPO / "k8s" / "gateway.yaml"
+NGF_CHART = "oci://ghcr.io/nginx/charts/nginx-gateway-fabric"
+SEMVER = re.compile(r"\d+\.\d+\.\d+")
+# The Gateway API release bundle of the standard channel, at an exact version.
+GATEWAY_API_BUNDLE = re.compile(
+    r"https://github\.com/kubernetes-sigs/gateway-api/releases/download/(v\d+\.\d+\.\d+)/standard-install\.yaml"
+)
+METRICS = re.compile(r"kubernetes-sigs/metrics-server/releases/download/(v\d+\.\d+\.\d+)/components\.yaml")
+# NGINX Gateway Fabric 2.7 supports Kubernetes 1.32+ (its technical specifications).
+NGF_MIN_KUBERNETES = (1, 32)
 
 RECORDER = """#!/bin/sh
 # Records its arguments (one JSON line per call) and answers what the test configured.
@@ -38,7 +55,12 @@ import json, os, sys
 tool, args = sys.argv[1], sys.argv[2:]
 with open(os.environ["RECORD_LOG"], "a") as log:
     log.write(json.dumps([tool, *args]) + "\n")
-if tool == "docker":
+if tool == "kind":
+    if args[:1] == ["version"]:
+        print(os.environ.get("FAKE_KIND_VERSION", "kind v0.30.0 go1.24.6 linux/amd64"))
+    elif args[:2] == ["get", "clusters"]:
+        print(os.environ.get("FAKE_KIND_CLUSTERS", ""))
+elif tool == "docker":
     if args[:2] == ["buildx", "version"]:
         sys.exit(0 if os.environ.get("FAKE_BUILDX") == "1" else 1)
     if args and args[0] == "save":
@@ -49,7 +71,7 @@ elif tool == "kubectl" and "get" in args and "-l" in args:
     for dep in json.load(open(os.environ["RENDERED_DEPLOYMENTS"])):
         if all(dep["labels"].get(k) == v for k, v in selector.items()):
             print("deployment.apps/" + dep["name"])
-elif tool == "helm":
+elif tool == "helm" and os.environ.get("REAL_HELM"):
     # helm upgrade --install -> helm template with the same release, chart, namespace and values.
     real = os.environ["REAL_HELM"]
     keep = [a for a in args if a not in ("upgrade", "--install", "--create-namespace", "--wait")]
@@ -113,6 +135,212 @@ def _run_deploy(kit: Any, tmp_path: Path, release: str, namespace: str, buildx: 
     )
     assert res.returncode == 0, res.stdout + res.stderr
     return _calls(log)
+
+
+def _run_up(tmp_path: Path, clusters: str = "", kind_version: str | None = None) -> tuple[int, str, list[list[str]]]:
+    """Run kind-up.sh with recorders (helm too); return its exit code, stderr and the recorded calls."""
+    bin_dir = _recorders(tmp_path, ("docker", "kind", "kubectl", "helm"))
+    log = tmp_path / "calls.jsonl"
+    log.touch()
+    env = {
+        "PATH": f"{bin_dir}{os.pathsep}/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "RECORD_LOG": str(log),
+        "FAKE_KIND_CLUSTERS": clusters,
+        "TOOLS_DIR": str(tmp_path / "no-tools"),  # the user's own helm (here: the recorder)
+    }
+    if kind_version:
+        env["FAKE_KIND_VERSION"] = kind_version
+    res = subprocess.run(
+        ["bash", str(SCRIPTS / "kind-up.sh")], capture_output=True, text=True, env=env, timeout=60, check=False
+    )
+    return res.returncode, res.stderr, _calls(log)
+
+
+def _gateway() -> dict[str, Any]:
+    """The kind cluster's Gateway (k8s/gateway.yaml)."""
+    docs = [d for d in yaml.safe_load_all(GATEWAY_MANIFEST.read_text()) if d]
+    assert [d["kind"] for d in docs] == ["Gateway"]
+    return docs[0]
+
+
+def _index(calls: list[list[str]], what: str, match: Any) -> int:
+    """Position of the one call that ``match`` accepts."""
+    found = [i for i, c in enumerate(calls) if match(c)]
+    assert len(found) == 1, f"{what}: expected one call, found {[calls[i] for i in found]} in {calls}"
+    return found[0]
+
+
+def _opt(call: list[str], flag: str) -> str:
+    """The value after ``flag`` in a recorded command line."""
+    return call[call.index(flag) + 1]
+
+
+@pytest.mark.parametrize("existing", [False, True], ids=["new-cluster", "existing-cluster"])
+def test_kind_up_installs_pinned_gateway_stack_in_order(tmp_path: Path, existing: bool) -> None:
+    """kind-up.sh: pinned Gateway API CRDs (standard channel), then the pinned NGINX Gateway Fabric, then
+    the Gateway of k8s/gateway.yaml, each waited for; metrics-server stays; ingress-nginx is gone.
+
+    Re-running it against an existing cluster installs the same things again (idempotent commands).
+    """
+    code, stderr, calls = _run_up(tmp_path, clusters="reviewserve" if existing else "other")
+    assert code == 0, stderr
+    creates = [c for c in calls if c[:3] == ["kind", "create", "cluster"]]
+    if existing:
+        assert creates == []
+    else:
+        assert len(creates) == 1 and _opt(creates[0], "--config") == str(REPO / "k8s" / "kind-config.yaml")
+    assert "ingress-nginx" not in json.dumps(calls)
+    kubectl = [c for c in calls if c[0] == "kubectl"]
+    assert kubectl and all(_opt(c, "--context") == "kind-reviewserve" for c in kubectl)
+    gateway = _gateway()
+    gw_name, gw_ns = gateway["metadata"]["name"], gateway["metadata"]["namespace"]
+
+    crds = _index(
+        calls, "Gateway API CRDs",
+        lambda c: c[0] == "kubectl" and "apply" in c and GATEWAY_API_BUNDLE.search(" ".join(c)) is not None,
+    )  # fmt: skip
+    assert "--server-side" in calls[crds], "the Gateway API install guide applies the bundle server-side"
+    established = _index(calls, "CRDs established", lambda c: c[0] == "kubectl" and "--for=condition=Established" in c)
+    assert {"crd/gateways.gateway.networking.k8s.io", "crd/httproutes.gateway.networking.k8s.io"} <= set(
+        calls[established]
+    )
+    ngf = _index(calls, "NGF chart", lambda c: c[0] == "helm" and NGF_CHART in c)
+    helm = calls[ngf]
+    assert helm[1:4] == ["upgrade", "--install", "ngf"], helm
+    assert SEMVER.fullmatch(_opt(helm, "--version")), f"NGF chart pinned to an exact version: {helm}"
+    assert _opt(helm, "--kube-context") == "kind-reviewserve"
+    assert _opt(helm, "--namespace") == gw_ns  # the Gateway lives beside NGF (its data plane too)
+    control_plane = _index(
+        calls, "NGF control plane ready",
+        lambda c: c[0] == "kubectl" and "wait" in c and "deployment/ngf-nginx-gateway-fabric" in c,
+    )  # fmt: skip
+    assert "--for=condition=Available" in calls[control_plane] and _opt(calls[control_plane], "-n") == gw_ns
+    applied = _index(
+        calls, "Gateway applied", lambda c: c[0] == "kubectl" and "apply" in c and str(GATEWAY_MANIFEST) in c
+    )
+    programmed = _index(
+        calls, "Gateway programmed",
+        lambda c: c[0] == "kubectl" and "--for=condition=Programmed" in c and f"gateway/{gw_name}" in c,
+    )  # fmt: skip
+    assert _opt(calls[programmed], "-n") == gw_ns
+    data_plane = _index(
+        calls, "Gateway data plane rolled out",
+        lambda c: c[0] == "kubectl" and "rollout" in c and f"deployment/{gw_name}-nginx" in c,
+    )  # fmt: skip
+    assert crds < established < ngf < control_plane < applied < programmed < data_plane
+    metrics = _index(
+        calls, "metrics-server", lambda c: c[0] == "kubectl" and "apply" in c and METRICS.search(" ".join(c))
+    )
+    assert any("deployment/metrics-server" in c and "rollout" in c for c in calls[metrics:])
+
+
+def test_kind_up_refuses_an_old_kind_before_touching_anything(tmp_path: Path) -> None:
+    """kind older than the node image's release: an error, and no cluster, CRD or chart is touched."""
+    code, stderr, calls = _run_up(tmp_path, kind_version="kind v0.29.0 go1.24.2 linux/amd64")
+    assert code != 0 and "older than 0.30.0" in stderr
+    assert [c for c in calls if c[0] != "kind" or c[1] not in ("version",)] == []
+
+
+def test_kind_host_port_reaches_the_gateway_listener(tmp_path: Path) -> None:
+    """http://localhost/ (the README's curl) lands on the Gateway listener the HTTPRoute attaches to:
+    host 127.0.0.1:80 -> kind node port (kind-config.yaml) -> NGF data plane NodePort (kind-up.sh) ->
+    listener port of k8s/gateway.yaml, and that listener is the one values-kind.yaml names.
+    """
+    code, stderr, calls = _run_up(tmp_path)
+    assert code == 0, stderr
+    helm = next(c for c in calls if c[0] == "helm" and NGF_CHART in c)
+    sets = [helm[i + 1] for i, a in enumerate(helm) if a == "--set"]
+    assert "nginx.service.type=NodePort" in sets
+    key, _, raw = _opt(helm, "--set-json").partition("=")
+    assert key == "nginx.service.nodePorts"
+    node_ports = json.loads(raw)
+    assert len(node_ports) == 1 and 30000 <= node_ports[0]["port"] <= 32767, node_ports
+    cfg = yaml.safe_load((REPO / "k8s" / "kind-config.yaml").read_text())
+    mappings = [m for node in cfg["nodes"] for m in node.get("extraPortMappings", [])]
+    published = [m for m in mappings if m["containerPort"] == node_ports[0]["port"]]
+    assert published == [
+        {"containerPort": node_ports[0]["port"], "hostPort": 80, "listenAddress": "127.0.0.1", "protocol": "TCP"}
+    ]
+    route = yaml.safe_load((REPO / "k8s" / "values-kind.yaml").read_text())["httpRoute"]
+    listeners = {ls["name"]: ls for ls in _gateway()["spec"]["listeners"]}
+    listener = listeners[route["parentRefs"][0]["sectionName"]]
+    assert listener["port"] == node_ports[0]["listenerPort"] and listener["protocol"] == "HTTP"
+    assert "hostname" not in listener, "a listener hostname would not accept Host: localhost"
+
+
+def test_kind_gateway_and_route_match_gateway_api_crd_schemas(kit: Any) -> None:
+    """k8s/gateway.yaml and the HTTPRoute rendered with k8s/values-kind.yaml (Helm 3 and 4) validate
+    against the Gateway API CRD schemas; the validator is live for the Gateway too."""
+    routes = [
+        kit.one(kit.render((str(REPO / "k8s" / "values-kind.yaml"),), helm=helm), "HTTPRoute")
+        for helm in ("helm3", "helm4")
+    ]
+    code, results = kit.validate_crds([_gateway(), *routes])
+    assert code == 0 and [r["ok"] for r in results] == [True, True, True], results
+    bad = json.loads(json.dumps(_gateway()))
+    bad["spec"]["listeners"][0]["allowedRoutes"]["namespaces"]["from"] = "Any"
+    code, results = kit.validate_crds([bad])
+    assert code == 1 and "allowedRoutes/namespaces/from" in results[0]["error"], results
+
+
+@pytest.mark.parametrize(("release", "namespace"), [("reviewserve", "reviewserve"), ("demo", "shop")])
+def test_kind_route_attaches_to_the_kind_gateway(kit: Any, release: str, namespace: str) -> None:
+    """With k8s/values-kind.yaml the HTTPRoute names the Gateway of k8s/gateway.yaml by name, namespace
+    and listener, that listener admits routes from the release's namespace, the route sends every path
+    (so /predict) to the release's Service, and no Ingress is rendered (kind runs no Ingress controller).
+    """
+    res = kit.helm(
+        "helm4", "template", release, str(kit.chart), "--namespace", namespace,
+        "-f", str(REPO / "k8s" / "values-kind.yaml"),
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    docs = [d for d in yaml.safe_load_all(res.stdout) if d]
+    assert not [d for d in docs if d["kind"] == "Ingress"]
+    [route] = [d for d in docs if d["kind"] == "HTTPRoute"]
+    [service] = [d for d in docs if d["kind"] == "Service"]
+    gateway = _gateway()
+    [ref] = route["spec"]["parentRefs"]
+    assert (ref["name"], ref["namespace"]) == (gateway["metadata"]["name"], gateway["metadata"]["namespace"])
+    assert ref.get("group", "gateway.networking.k8s.io") == "gateway.networking.k8s.io"
+    assert ref.get("kind", "Gateway") == "Gateway"
+    listener = next(ls for ls in gateway["spec"]["listeners"] if ls["name"] == ref["sectionName"])
+    allowed = listener.get("allowedRoutes", {}).get("namespaces", {}).get("from", "Same")
+    assert allowed == "All" or (allowed == "Same" and namespace == gateway["metadata"]["namespace"]), allowed
+    assert gateway["spec"]["gatewayClassName"] == "nginx"  # the GatewayClass NGF's chart creates by default
+    assert not route["spec"].get("hostnames"), "any host name, so http://localhost/ matches"
+    for rule in route["spec"]["rules"]:
+        assert rule["matches"] == [{"path": {"type": "PathPrefix", "value": "/"}}] and "filters" not in rule
+        assert rule["backendRefs"] == [
+            {"name": service["metadata"]["name"], "port": service["spec"]["ports"][0]["port"], "weight": 1}
+        ]
+
+
+def test_kind_notes_print_the_localhost_url(kit: Any) -> None:
+    """The install notes with k8s/values-kind.yaml print the README's curl to http://localhost/predict."""
+    notes = kit.install_notes("-f", str(REPO / "k8s" / "values-kind.yaml"))
+    assert "Through the Gateway API HTTPRoute (parents: nginx-gateway/gateway)" in notes
+    assert re.search(r"^  curl -s -X POST http://localhost/predict ", notes, flags=re.M), notes
+    assert "Through the Ingress" not in notes and "<gateway-address>" not in notes
+
+
+def test_readme_names_the_versions_kind_up_installs(tmp_path: Path) -> None:
+    """The README's kind quickstart names the NGF, Gateway API and metrics-server versions kind-up.sh pins."""
+    code, stderr, calls = _run_up(tmp_path)
+    assert code == 0, stderr
+    helm = next(c for c in calls if c[0] == "helm" and NGF_CHART in c)
+    flat = " ".join(" ".join(c) for c in calls)
+    gateway_api = GATEWAY_API_BUNDLE.search(flat)
+    metrics = METRICS.search(flat)
+    assert gateway_api and metrics
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("### Quickstart on kind", 1)[1].split("\n### ", 1)[0]
+    commands = section.split("```bash", 1)[1].split("```", 1)[0]
+    kind_up = next(line for line in commands.splitlines() if line.startswith("make kind-up"))
+    assert f"NGINX Gateway Fabric {_opt(helm, '--version')}" in kind_up
+    assert f"Gateway API {gateway_api.group(1)}" in kind_up
+    assert f"metrics-server {metrics.group(1)}" in kind_up
+    assert "ingress" not in kind_up.lower()
 
 
 @pytest.mark.parametrize(("release", "namespace"), [("demo", "shop"), ("reviewserve", "reviewserve"), ("rs", "ml")])
@@ -203,6 +431,7 @@ def test_kind_node_image_pinned_within_kube_version(kit: Any, helm: str) -> None
     assert len(images) == 1
     match = NODE_IMAGE.match(images.pop())
     assert match, "kindest/node:vX.Y.Z@sha256:<digest> expected"
+    assert tuple(int(x) for x in match.group(1).split(".")[:2]) >= NGF_MIN_KUBERNETES
     ok = kit.helm(helm, "template", "x", str(kit.chart), "--kube-version", match.group(1))
     assert ok.returncode == 0, ok.stderr
     # The kubeVersion check is live: an older cluster is refused.
@@ -211,10 +440,11 @@ def test_kind_node_image_pinned_within_kube_version(kit: Any, helm: str) -> None
 
 
 def test_kind_values_render(kit: Any) -> None:
-    """k8s/values-kind.yaml renders: HPA on, ingress on any host."""
+    """k8s/values-kind.yaml renders: HPA on, an HTTPRoute and no Ingress."""
     docs = kit.render((str(REPO / "k8s" / "values-kind.yaml"),))
     kinds = {d["kind"] for d in docs}
-    assert {"HorizontalPodAutoscaler", "Ingress", "PodDisruptionBudget"} <= kinds
+    assert {"HorizontalPodAutoscaler", "HTTPRoute", "PodDisruptionBudget"} <= kinds
+    assert "Ingress" not in kinds
     assert "replicas" not in kit.deployment(docs)["spec"]
 
 
@@ -301,3 +531,41 @@ def test_e2e_finds_any_release(kit: Any, release: str, sets: tuple[str, ...]) ->
         assert all(doc["metadata"]["labels"].get(k) == v for k, v in release_labels.items())
     with pytest.raises(LookupError):
         e2e.app_deployment([d for d in docs if d["kind"] == "Deployment"], "another-release")
+
+
+def test_e2e_route_check_reads_gateway_status(kit: Any) -> None:
+    """The e2e check of the HTTPRoute (tests/e2e/release.py) passes only once the Gateway's controller
+    has Accepted the route and resolved its backend, for the Gateway values-kind.yaml names.
+
+    The status is shaped as NGINX Gateway Fabric writes it (its "Get started" guide): the controller fills
+    in group, kind and namespace of the parentRef.
+    """
+    route = kit.one(kit.render((str(REPO / "k8s" / "values-kind.yaml"),)), "HTTPRoute")
+    e2e = _e2e_release_module()
+    assert e2e.route_parent_problems(route) == ["nginx-gateway/gateway (http): no status from the Gateway's controller"]
+
+    def status(resolved: str, reason: str, namespace: str = "nginx-gateway") -> dict[str, Any]:
+        ref = {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "gateway"}
+        return {
+            "parents": [
+                {
+                    "controllerName": "gateway.nginx.org/nginx-gateway-controller",
+                    "parentRef": {**ref, "namespace": namespace, "sectionName": "http"},
+                    "conditions": [
+                        {
+                            "type": "Accepted",
+                            "status": "True",
+                            "reason": "Accepted",
+                            "message": "The route is accepted",
+                        },
+                        {"type": "ResolvedRefs", "status": resolved, "reason": reason, "message": "..."},
+                    ],
+                }
+            ]
+        }
+
+    assert e2e.route_parent_problems({**route, "status": status("True", "ResolvedRefs")}) == []
+    [problem] = e2e.route_parent_problems({**route, "status": status("False", "BackendNotFound")})
+    assert problem.startswith("nginx-gateway/gateway (http): ResolvedRefs False (BackendNotFound")
+    # A status for a Gateway of the same name in another namespace is not this route's.
+    assert e2e.route_parent_problems({**route, "status": status("True", "ResolvedRefs", namespace="default")})

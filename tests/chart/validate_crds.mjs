@@ -1,6 +1,6 @@
 // Validate custom resources against the schemas generated from their CRDs: ServiceMonitor,
-// PrometheusRule and PodMonitor (npm @kubernetes-models/prometheus-operator), HTTPRoute (npm
-// @kubernetes-models/gateway-api, the Gateway API standard-channel CRDs), ScaledObject (npm
+// PrometheusRule and PodMonitor (npm @kubernetes-models/prometheus-operator), HTTPRoute and Gateway
+// (npm @kubernetes-models/gateway-api, the Gateway API standard-channel CRDs), ScaledObject (npm
 // @kubernetes-models/keda).
 // Usage: node validate_crds.mjs <node_modules dir>  < resources.json   (a JSON array)
 // Prints one JSON line per resource: {"kind", "name", "ok", "error"}; exits 1 if any is invalid.
@@ -19,6 +19,7 @@ const models = {
   "monitoring.coreos.com/v1/ServiceMonitor": await load("prometheus-operator", "monitoring.coreos.com/v1", "ServiceMonitor"),
   "monitoring.coreos.com/v1/PrometheusRule": await load("prometheus-operator", "monitoring.coreos.com/v1", "PrometheusRule"),
   "gateway.networking.k8s.io/v1/HTTPRoute": await load("gateway-api", "gateway.networking.k8s.io/v1", "HTTPRoute"),
+  "gateway.networking.k8s.io/v1/Gateway": await load("gateway-api", "gateway.networking.k8s.io/v1", "Gateway"),
   "monitoring.coreos.com/v1/PodMonitor": await load("prometheus-operator", "monitoring.coreos.com/v1", "PodMonitor"),
   "keda.sh/v1alpha1/ScaledObject": await load("keda", "keda.sh/v1alpha1", "ScaledObject"),
 };

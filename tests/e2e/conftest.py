@@ -7,7 +7,9 @@ into a failure. Settings (environment):
   REVIEWSERVE_E2E_CONTEXT      kube-context (default: the current one)
   REVIEWSERVE_E2E_NAMESPACE    namespace of the release (default: reviewserve; any namespace works)
   REVIEWSERVE_E2E_RELEASE      Helm release name (default: reviewserve; any release name works)
-  REVIEWSERVE_E2E_INGRESS_URL  base URL of the ingress (default: http://localhost)
+  REVIEWSERVE_E2E_GATEWAY_URL  base URL of the release's HTTPRoute, or of its Ingress (default:
+                               http://localhost, where `make kind-up` publishes the cluster's Gateway);
+                               REVIEWSERVE_E2E_INGRESS_URL is read when it is not set
   REVIEWSERVE_E2E_HELM         helm binary (default: .tools/bin/helm when it runs, else helm on PATH)
 
 The release's Deployment, pods and Service are found by labels and selectors (tests/e2e/release.py),
@@ -50,12 +52,13 @@ class Cluster:
     pod_selector: str  # the Deployment's own matchLabels
     service: str
     service_port: int
-    ingress_url: str
+    gateway_url: str  # where the HTTPRoute (or Ingress) answers
     helm: str | None
     kubectl: str | None
     core: object
     apps: object
     autoscaling: object
+    custom: object
 
 
 def _unavailable(reason: str) -> None:
@@ -107,12 +110,17 @@ def cluster() -> Cluster:
         pod_selector=pod_selector(deployment),
         service=service["metadata"]["name"],
         service_port=http_port(service),
-        ingress_url=os.environ.get("REVIEWSERVE_E2E_INGRESS_URL", "http://localhost").rstrip("/"),
+        gateway_url=(
+            os.environ.get("REVIEWSERVE_E2E_GATEWAY_URL")
+            or os.environ.get("REVIEWSERVE_E2E_INGRESS_URL")
+            or "http://localhost"
+        ).rstrip("/"),
         helm=_helm(),
         kubectl=shutil.which("kubectl"),
         core=core,
         apps=apps,
         autoscaling=client.AutoscalingV2Api(),
+        custom=client.CustomObjectsApi(),
     )
 
 

@@ -58,3 +58,29 @@ def app_service(services: list[Manifest], deployment: Manifest) -> Manifest:
 def http_port(service: Manifest) -> int:
     """The Service's port named http."""
     return next(int(p["port"]) for p in service["spec"]["ports"] if p.get("name") == "http")
+
+
+def route_parent_problems(route: Manifest) -> list[str]:
+    """Why an HTTPRoute would not serve: for each of its parentRefs, no status from the Gateway's
+    controller, or an Accepted or ResolvedRefs condition that is not True. Empty: attached and resolved.
+    """
+    own_ns = route["metadata"].get("namespace", "")
+
+    def key(ref: Manifest) -> tuple[str, str, str]:
+        return (ref.get("namespace") or own_ns, ref["name"], ref.get("sectionName") or "")
+
+    statuses = {key(s["parentRef"]): s for s in (route.get("status") or {}).get("parents") or []}
+    problems = []
+    for ref in route["spec"]["parentRefs"]:
+        where = "{}/{}".format(*key(ref)[:2]) + (f" ({ref['sectionName']})" if ref.get("sectionName") else "")
+        status = statuses.get(key(ref))
+        if status is None:
+            problems.append(f"{where}: no status from the Gateway's controller")
+            continue
+        conditions = {c["type"]: c for c in status.get("conditions") or []}
+        for kind in ("Accepted", "ResolvedRefs"):
+            cond = conditions.get(kind)
+            if cond is None or cond.get("status") != "True":
+                detail = f"{cond.get('status')} ({cond.get('reason')}: {cond.get('message')})" if cond else "missing"
+                problems.append(f"{where}: {kind} {detail}")
+    return problems

@@ -1,8 +1,10 @@
-"""End-to-end checks of a deployed release (kind): readiness, HPA, ingress, port-forward, helm test,
-and a rollout restart under a request loop that must lose no request.
+"""End-to-end checks of a deployed release (kind): readiness, HPA, the HTTPRoute attached to the
+cluster's Gateway, port-forward, helm test, and a rollout restart under a request loop that must lose
+no request.
 
-All traffic goes to this machine only: the ingress through kind's host port mapping on localhost,
-and a ``kubectl port-forward`` on 127.0.0.1. Request loops are bounded in count and time.
+All traffic goes to this machine only: through the Gateway (NGINX Gateway Fabric, `make kind-up`) by
+kind's host port mapping on localhost, and a ``kubectl port-forward`` on 127.0.0.1. Request loops are
+bounded in count and time.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from release import release_selector, route_parent_problems
 
 pytestmark = pytest.mark.e2e
 
@@ -103,9 +106,39 @@ def test_hpa_present_with_cpu_target(cluster: Any) -> None:
     assert hpa.spec.min_replicas <= dep.spec.replicas <= hpa.spec.max_replicas
 
 
-def test_predict_through_ingress(cluster: Any) -> None:
-    """POST /predict through the ingress controller answers with a prediction."""
-    answer = eventually(lambda: post_predict(cluster.ingress_url), timeout=60)
+def test_httproute_attached_to_gateway(cluster: Any) -> None:
+    """The release's HTTPRoute is Accepted by its Gateway and its backend (the Service) resolved."""
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        routes = cluster.custom.list_namespaced_custom_object(
+            "gateway.networking.k8s.io", "v1", cluster.namespace, "httproutes",
+            label_selector=release_selector(cluster.release),
+        )["items"]  # fmt: skip
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+        pytest.skip("the cluster has no Gateway API CRDs (an Ingress serves the release)")
+    if not routes:
+        pytest.skip("the release has no HTTPRoute (httpRoute.enabled is off)")
+    names = [r["metadata"]["name"] for r in routes]
+
+    def attached() -> bool:
+        problems = []
+        for name in names:
+            route = cluster.custom.get_namespaced_custom_object(
+                "gateway.networking.k8s.io", "v1", cluster.namespace, "httproutes", name
+            )
+            problems += [f"{name}: {p}" for p in route_parent_problems(route)]
+        assert not problems, problems
+        return True
+
+    eventually(attached, timeout=60)
+
+
+def test_predict_through_gateway(cluster: Any) -> None:
+    """POST /predict through the Gateway (the kind cluster's NGINX Gateway Fabric) answers with a prediction."""
+    answer = eventually(lambda: post_predict(cluster.gateway_url), timeout=60)
     assert answer["prediction"] in ("positive", "negative")
     assert 0.0 <= answer["probability"] <= 1.0
 
@@ -178,8 +211,8 @@ def test_helm_test_passes(cluster: Any) -> None:
 
 
 def test_rollout_restart_loses_no_request(cluster: Any) -> None:
-    """A rollout restart under a steady request loop through the ingress loses zero requests."""
-    eventually(lambda: post_predict(cluster.ingress_url), timeout=60)
+    """A rollout restart under a steady request loop through the Gateway loses zero requests."""
+    eventually(lambda: post_predict(cluster.gateway_url), timeout=60)
     eventually(lambda: _rollout_done(cluster), timeout=120)
     stop = threading.Event()
     results: list[str] = []
@@ -189,7 +222,7 @@ def test_rollout_restart_loses_no_request(cluster: Any) -> None:
         started = time.monotonic()
         while not stop.is_set() and len(results) < max_requests and time.monotonic() - started < max_seconds:
             try:
-                answer = post_predict(cluster.ingress_url, timeout=15)
+                answer = post_predict(cluster.gateway_url, timeout=15)
                 results.append("ok" if "prediction" in answer else f"bad body {answer}")
             except (urllib.error.URLError, OSError, AssertionError, ValueError) as exc:
                 results.append(f"error {exc!r}")
