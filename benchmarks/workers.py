@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from prometheus_client.mmap_dict import MmapedDict
@@ -31,16 +32,21 @@ def counts_from_metrics_dir(metrics_dir: Path, metric: str = REQUEST_COUNTER) ->
     return out
 
 
-def pids_from_log(lines: list[str]) -> list[int] | None:
-    """The worker pid of each request log line, in order; None if the log carries no pid."""
-    pids = []
+def log_records(lines: Iterable[str]) -> Iterator[dict]:
+    """The JSON records of a server log (other lines, e.g. a tool's banner, skipped)."""
     for line in lines:
         if not line.startswith("{"):
             continue
         try:
-            record = json.loads(line)
+            yield json.loads(line)
         except ValueError:
             continue
+
+
+def pids_from_log(lines: list[str]) -> list[int] | None:
+    """The worker pid of each request log line, in order; None if the log carries no pid."""
+    pids = []
+    for record in log_records(lines):
         if record.get("message") != "request":
             continue
         pid = record.get("pid", record.get("process"))

@@ -6,7 +6,6 @@ unbalanced server misses.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -21,7 +20,7 @@ import pytest
 import requests
 
 from benchmarks.slowclients import SlowClients
-from benchmarks.workers import counts_from_metrics_dir, pids_from_log
+from benchmarks.workers import counts_from_metrics_dir, log_records, pids_from_log
 from tests.conftest import SEED_REVIEW, Server
 
 pytestmark = pytest.mark.slow
@@ -183,13 +182,7 @@ def test_recycled_workers_get_their_share_of_a_fast_client(server_factory, tmp_p
 def _log_events(log: str, message: str) -> dict[int, float]:
     """pid -> time (s) of its first log record whose message starts with ``message``."""
     out: dict[int, float] = {}
-    for line in log.splitlines():
-        if not line.startswith("{"):
-            continue
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
+    for record in log_records(log.splitlines()):
         if str(record.get("message", "")).startswith(message) and record.get("pid") not in out:
             stamp = datetime.strptime(record["time"], "%Y-%m-%d %H:%M:%S,%f")
             out[record["pid"]] = stamp.timestamp()
