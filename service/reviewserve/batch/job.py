@@ -1,8 +1,6 @@
 """The scoring loop: source chunk -> ``Predictor.predict`` (one vectorised call) -> sink write + commit.
 
-The same loop drives a SQL table and files; it never touches scikit-learn, only the Predictor. For a SQL
-table the three steps overlap: the next chunk is read in one thread (:func:`prefetched`) and the previous
-one is written and committed in another (:class:`WriteBehind`) while this one is scored.
+The same loop drives a SQL table and files; it never touches scikit-learn, only the Predictor.
 """
 
 from __future__ import annotations
@@ -10,7 +8,6 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
@@ -38,11 +35,6 @@ class Store(Protocol):
     def write(self, ids: Sequence[Any], results: Sequence[RowResult]) -> None: ...
 
     def close(self) -> None: ...
-
-
-def _record(progress: Progress, ids: Sequence[Any], results: Sequence[RowResult]) -> None:
-    ok = sum(1 for r in results if r.status == STATUS_OK)
-    progress.chunk(ok, len(results) - ok, last_id=_jsonable(ids[-1]))
 
 
 @dataclass
@@ -104,23 +96,13 @@ def run_job(
     chunks = store.chunks(chunk_size)
     if getattr(store, "prefetch", False):
         chunks = prefetched(chunks)
-    writer = WriteBehind(store.write, progress) if getattr(store, "write_behind", False) else None
     try:
         for ids, texts in chunks:
             results = score_texts(predictor, texts)
-            if writer is not None:
-                writer.put(ids, results)  # committed (and logged) by the writer thread
-            else:
-                store.write(ids, results)
-                _record(progress, ids, results)
-        if writer is not None:
-            writer.finish()  # every chunk committed, or the writer's error raised here
+            store.write(ids, results)
+            ok = sum(1 for r in results if r.status == STATUS_OK)
+            progress.chunk(ok, len(results) - ok, last_id=_jsonable(ids[-1]))
     finally:
-        if writer is not None:
-            writer.close()
-        close = getattr(chunks, "close", None)
-        if close is not None:
-            close()  # stop the reader thread before the store is closed
         progress.close()
         summary.read, summary.scored, summary.failed = progress.read, progress.scored, progress.failed
         summary.seconds = round(progress.seconds, 3)
@@ -129,78 +111,6 @@ def run_job(
 
 
 _DONE = object()
-
-
-class WriteBehind:
-    """Writes and commits chunk N in a thread while the caller scores chunk N+1.
-
-    ``write`` (the store's upsert + commit) runs in one writer thread, in chunk order; ``progress``
-    records a chunk (and logs "chunk committed") only after its commit. At most one chunk waits while
-    another is being written, so memory stays bounded by the chunk size. The first error of the
-    writer stops it: :meth:`put` and :meth:`finish` raise it in the caller, which stops reading and
-    scoring; nothing after the failed chunk is written. A kill at any moment loses the (at most two)
-    scored chunks not yet committed; the rerun finds them through the anti-join, as before.
-    """
-
-    def __init__(self, write: Any, progress: Progress) -> None:
-        self._write = write
-        self._progress = progress
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=1)
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="write-behind", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is _DONE:
-                return
-            if self._error is not None:
-                continue  # failed already: drop what was queued, keep unblocking put() until _DONE
-            ids, results = item
-            try:
-                self._write(ids, results)
-                _record(self._progress, ids, results)
-            except BaseException as exc:  # handed to the caller by put()/finish()
-                self._error = exc
-
-    def _raise(self) -> None:
-        if self._error is not None:
-            raise self._error
-
-    def put(self, ids: Sequence[Any], results: Sequence[RowResult]) -> None:
-        """Queue a scored chunk (waits while one is already queued); raises the writer's error, if any."""
-        self._raise()
-        while True:
-            try:
-                self._queue.put((ids, results), timeout=0.2)
-                return
-            except queue.Full:
-                self._raise()  # the writer stopped on an error: do not wait for it
-                if not self._thread.is_alive():
-                    raise RuntimeError("the write-behind thread stopped") from None
-
-    def finish(self) -> None:
-        """Wait until every queued chunk is committed; raise the writer's error, if any."""
-        self._stop(timeout=None)
-        self._raise()
-
-    def close(self, timeout: float = 60.0) -> None:
-        """Stop the writer after the chunks already queued (on success, failure or SIGTERM); idempotent."""
-        self._stop(timeout=timeout)
-
-    def _stop(self, timeout: float | None) -> None:
-        if not self._thread.is_alive():
-            return
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while self._thread.is_alive():
-            try:
-                self._queue.put(_DONE, timeout=0.2)
-                break
-            except queue.Full:
-                if deadline is not None and time.monotonic() > deadline:
-                    return  # a write hangs (dead database): give up; the thread is a daemon
-        self._thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
 
 
 def prefetched(chunks: Iterator[Any]) -> Iterator[Any]:

@@ -9,7 +9,7 @@ so names given on the command line are quoted by the dialect, never pasted into 
   its scan of the predictions index at :last instead of at its first entry (without it, each chunk
   scanned every prediction written so far: 160 ms per chunk at 800,000 rows).
 - Writes: ``INSERT ... ON CONFLICT (review_id, model_name, model_version) DO UPDATE`` (PostgreSQL,
-  SQLite), committed per chunk: a kill at any moment loses at most the chunks in flight, and the
+  SQLite), committed per chunk: a kill at any moment loses at most the chunk in flight, and the
   primary key makes a second write of the same row impossible. On PostgreSQL the chunk is first
   ``COPY``-ed into a session-private temporary table, then moved with one ``INSERT ... SELECT ... ON
   CONFLICT``; on SQLite it is one ``executemany`` of prepared tuples (both a fraction of the client CPU
@@ -156,7 +156,6 @@ class SqlStore:
     """Reads missing rows of ``table`` in keyset chunks; upserts their predictions and commits per chunk."""
 
     prefetch = True  # the next keyset page does not depend on this page's write: read it ahead
-    write_behind = True  # nor on this page's commit: commit it in a thread while the next is scored
 
     def __init__(
         self,
