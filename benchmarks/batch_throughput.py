@@ -9,8 +9,11 @@ In one run, for each size (default 100k rows; ``--sizes 100000,1000000`` for the
    baselines (the machine is shared: the job is compared with the mean of the baselines around it),
    then two shards at once (``--shard 0/2`` and ``--shard 1/2``) on a fresh predictions table;
 3. rows/s (the job's own steady-state figure from its summary, and wall clock including start-up),
-   the ratios job / in-process and two shards / one job (wall clock), and each job's peak RSS
-   (``os.wait4`` rusage of that very process).
+   the ratios job / in-process and two shards / one job (wall clock), and each job's peak RSS: the
+   kernel's high-water mark of that process's own memory (``VmHWM``), read every 0.2 s until it exits.
+   Not ``os.wait4``'s ``ru_maxrss``: Linux carries the RSS of the forked copy of this (large)
+   benchmark process into the child's ``ru_maxrss`` at exec, so that figure grows with the texts this
+   process holds, not with the job (it is kept in the JSON as ``ru_maxrss_mib``, for comparison).
 
     .venv/bin/python benchmarks/batch_throughput.py [--sizes 100000] [--backends sqlite,postgresql] \
         [--chunk-size 1000] [--out benchmarks/batch_results.json]
@@ -101,6 +104,34 @@ def drop_predictions(url: str) -> None:
     engine.dispose()
 
 
+class PeakRss:
+    """Polls ``VmHWM`` (peak resident memory of the process's own address space) until the process exits."""
+
+    def __init__(self, pid: int, interval: float = 0.2) -> None:
+        import threading
+
+        self.pid, self.interval, self.kib = pid, interval, 0
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._thread.start()
+
+    def _poll(self) -> None:
+        status = Path(f"/proc/{self.pid}/status")
+        while True:
+            try:
+                lines = status.read_text().splitlines()
+            except (FileNotFoundError, ProcessLookupError):
+                return
+            hwm = [int(line.split()[1]) for line in lines if line.startswith("VmHWM:")]
+            if not hwm:  # a zombie (exited, not yet reaped) has no memory left
+                return
+            self.kib = max(self.kib, hwm[0])
+            time.sleep(self.interval)
+
+    def mib(self) -> float:
+        self._thread.join(timeout=5)
+        return round(self.kib / 1024, 1)
+
+
 def run_jobs(url: str, shards: int, chunk: int) -> dict[str, Any]:
     """Start ``shards`` scoring jobs at once; wall time, their summaries and peak RSS (MiB) each."""
     env = {**os.environ, "MODEL_PATH": str(MODEL), "LOG_LEVEL": "WARNING"}
@@ -110,8 +141,9 @@ def run_jobs(url: str, shards: int, chunk: int) -> dict[str, Any]:
         cmd = [sys.executable, "-m", "reviewserve.cli", "score", "--source", url, "--no-progress",
                "--chunk-size", str(chunk), "--shard", f"{k}/{shards}"]  # fmt: skip
         processes.append(subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+    peaks = [PeakRss(process.pid) for process in processes]
     jobs = []
-    for process in processes:
+    for process, peak in zip(processes, peaks, strict=True):
         assert process.stdout is not None and process.stderr is not None
         out, err = process.stdout.read(), process.stderr.read()  # small: WARNING logs + summary
         _, status, usage = os.wait4(process.pid, 0)
@@ -119,7 +151,7 @@ def run_jobs(url: str, shards: int, chunk: int) -> dict[str, Any]:
         if process.returncode != 0:
             raise RuntimeError(f"job failed ({process.returncode}): {err.decode()[-2000:]}")
         summary = json.loads(out.decode().strip().splitlines()[-1])
-        jobs.append({"summary": summary, "peak_rss_mib": round(usage.ru_maxrss / 1024, 1)})
+        jobs.append({"summary": summary, "peak_rss_mib": peak.mib(), "ru_maxrss_mib": round(usage.ru_maxrss / 1024, 1)})
     wall = time.perf_counter() - started
     rows = sum(j["summary"]["read"] for j in jobs)
     return {"shards": shards, "rows": rows, "wall_seconds": round(wall, 2), "wall_rows_per_s": round(rows / wall, 1),
@@ -165,6 +197,16 @@ def main() -> None:
         "chunk_size": args.chunk_size,
         "sizes": {},
     }
+    load_samples = results["machine"]["load_avg_1m_every_30s"] = []  # the machine is shared: how busy it was
+
+    def sample_load() -> None:
+        while True:
+            load_samples.append(round(os.getloadavg()[0], 2))
+            time.sleep(30)
+
+    import threading
+
+    threading.Thread(target=sample_load, daemon=True).start()
     with ExitStack() as stack:
         pg = None
         if "postgresql" in backends:

@@ -63,6 +63,7 @@ def test_kill_9_mid_run_then_rerun_gives_exactly_one_prediction_per_row(db_url: 
         partial = prediction_counts(db_url)
         assert partial["duplicates"] == 0
         assert 150 <= partial["rows"] < rows, partial
+        assert partial["rows"] % 50 == 0, partial  # each chunk committed whole or not at all
 
     before = partial["rows"]
     rerun = run_score(*args)
@@ -236,3 +237,185 @@ def test_clear_errors_for_a_wrong_table_column_shard_or_database(sqlite_url: str
     assert other.returncode == 1 and "not supported" in other.stderr
     clash = score_in_process("--source", sqlite_url, "--predictions-table", "reviews")
     assert clash.returncode == 1 and "not a predictions table" in clash.stderr
+
+
+def _execute(url: str, *statements: str) -> None:
+    """Run test-authored DDL/DML statements in one transaction."""
+    from tests.batch.conftest import engine_for
+
+    engine = engine_for(url)
+    with engine.begin() as conn:
+        for statement in statements:
+            conn.exec_driver_sql(statement)
+    engine.dispose()
+
+
+def _predictions_with_trigger(url: str, pg_sql: tuple[str, ...], sqlite_sql: tuple[str, ...]) -> None:
+    """Create the predictions table before the job (as the job would), then add a test trigger to it."""
+    from sqlalchemy import Integer, MetaData
+
+    from reviewserve.batch.sql import predictions_table
+    from tests.batch.conftest import engine_for
+
+    engine = engine_for(url)
+    predictions_table(MetaData(), "predictions", Integer()).create(engine)
+    with engine.begin() as conn:
+        for statement in pg_sql if engine.dialect.name == "postgresql" else sqlite_sql:
+            conn.exec_driver_sql(statement)
+    engine.dispose()
+
+
+def test_a_database_error_while_writing_stops_the_job_with_exit_code_1(db_url: str) -> None:
+    # The write of the third chunk (ids 101-150) fails inside the database (a trigger): the job stops
+    # there, with the database's message, and nothing after the failed chunk is written.
+    rows = 3000
+    make_reviews(db_url, list(enumerate(review_texts(rows), start=1)))
+    _predictions_with_trigger(
+        db_url,
+        (
+            "CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN IF NEW.review_id = 120 THEN "
+            "RAISE EXCEPTION 'boom at review 120'; END IF; RETURN NEW; END $$",
+            "CREATE TRIGGER boom BEFORE INSERT ON predictions FOR EACH ROW EXECUTE FUNCTION boom()",
+        ),
+        ("CREATE TRIGGER boom BEFORE INSERT ON predictions WHEN NEW.review_id = 120 "
+         "BEGIN SELECT RAISE(ABORT, 'boom at review 120'); END",),
+    )  # fmt: skip
+    failed = run_score("--source", db_url, "--chunk-size", "50")
+    assert failed.returncode == 1, failed.stderr
+    assert "boom at review 120" in failed.stderr and "Traceback" not in failed.stderr
+    logs = [json.loads(line) for line in failed.stdout.splitlines() if line.startswith("{")]
+    assert not [line for line in logs if "exit_code" in line]  # no summary: the job did not finish
+    assert [line["chunk"] for line in logs if line.get("message") == "chunk committed"] == [1, 2]
+    # Only the two chunks before the failed one (the next chunk was already read ahead: not written).
+    assert prediction_counts(db_url) == {"rows": 100, "ids": 100, "duplicates": 0}
+
+    _execute(db_url, "DROP TRIGGER boom ON predictions" if db_url.startswith("postgresql") else "DROP TRIGGER boom")
+    rerun = run_score("--source", db_url, "--chunk-size", "500")
+    assert rerun.returncode == 0, rerun.stderr
+    assert (rerun.summary["read"], rerun.summary["skipped"]) == (rows - 100, 100)
+    assert prediction_counts(db_url) == {"rows": rows, "ids": rows, "duplicates": 0}
+
+
+def test_a_copy_error_on_postgresql_is_a_clean_database_error(pg_server: object) -> None:
+    # The PostgreSQL write COPYs into a stage table shaped like the predictions table; a predictions
+    # table whose label column is an integer makes that COPY fail (psycopg error outside SQLAlchemy).
+    url = pg_server.create_database(f"t_{uuid.uuid4().hex[:12]}")  # type: ignore[attr-defined]
+    make_reviews(url, list(enumerate(review_texts(20), start=1)))
+    _execute(url, "CREATE TABLE predictions (review_id integer, model_name text, model_version text, label integer,"
+               " probability float, positive_probability float, status text, error text, scored_at timestamptz,"
+               " PRIMARY KEY (review_id, model_name, model_version))")  # fmt: skip
+    run = run_score("--source", url)
+    assert run.returncode == 1, run.stderr
+    assert "invalid input syntax for type integer" in run.stderr
+    assert "Traceback" not in run.stderr
+    assert query(url, "SELECT count(*) FROM predictions")[0][0] == 0
+
+
+def test_kill_9_while_a_chunk_is_being_written_then_rerun_gives_exactly_once(pg_server: object) -> None:
+    # Each chunk's write sleeps 0.3 s in the database (after the COPY into the stage table, inside the
+    # INSERT ... SELECT), so the kill right after the 3rd commit lands while chunk 4 is being written.
+    url = pg_server.create_database(f"t_{uuid.uuid4().hex[:12]}")  # type: ignore[attr-defined]
+    rows = 2000
+    make_reviews(url, list(enumerate(review_texts(rows), start=1)))
+    _predictions_with_trigger(
+        url,
+        (
+            "CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(0.3); "
+            "RETURN NULL; END $$",
+            "CREATE TRIGGER slow AFTER INSERT ON predictions FOR EACH STATEMENT EXECUTE FUNCTION slow()",
+        ),
+        (),
+    )
+    args = ("--source", url, "--chunk-size", "50")
+    assert kill_after(args, "chunk committed", 3) == -signal.SIGKILL
+    assert prediction_counts(url) == {"rows": 150, "ids": 150, "duplicates": 0}  # whole chunks only
+
+    _execute(url, "DROP TRIGGER slow ON predictions")
+    rerun = run_score(*args)
+    assert rerun.returncode == 0, rerun.stderr
+    assert (rerun.summary["read"], rerun.summary["skipped"]) == (rows - 150, 150)
+    assert prediction_counts(url) == {"rows": rows, "ids": rows, "duplicates": 0}
+
+
+def test_sigterm_during_a_write_exits_1_and_leaves_only_whole_chunks(pg_server: object) -> None:
+    import subprocess
+    import time
+
+    from tests.batch.conftest import score_command
+    from tests.conftest import ROOT
+
+    url = pg_server.create_database(f"t_{uuid.uuid4().hex[:12]}")  # type: ignore[attr-defined]
+    rows = 2000
+    make_reviews(url, list(enumerate(review_texts(rows), start=1)))
+    _predictions_with_trigger(
+        url,
+        (
+            "CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(0.3); "
+            "RETURN NULL; END $$",
+            "CREATE TRIGGER slow AFTER INSERT ON predictions FOR EACH STATEMENT EXECUTE FUNCTION slow()",
+        ),
+        (),
+    )
+    process = subprocess.Popen(
+        score_command("--source", url, "--chunk-size", "50"), cwd=ROOT, env=score_env(), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert process.stdout is not None
+    logged = 0
+    for line in process.stdout:
+        if line.startswith("{") and json.loads(line).get("message") == "chunk committed":
+            logged += 1
+            if logged == 2:
+                time.sleep(0.1)  # in chunk 3's write (0.3 s)
+                process.send_signal(signal.SIGTERM)
+                break
+    rest, err = process.communicate(timeout=60)
+    assert process.returncode == 1, err
+    assert "stopped by signal" in err and "Traceback" not in err
+    logged += sum(1 for line in rest.splitlines() if '"chunk committed"' in line)
+    stored = prediction_counts(url)
+    # Every chunk in the table was logged as committed, and each is whole (chunk 3's write either
+    # finished before the signal was handled or was rolled back).
+    assert stored["duplicates"] == 0 and stored["rows"] % 50 == 0
+    assert stored["rows"] == 50 * logged and logged in (2, 3), (stored, logged)
+
+    _execute(url, "DROP TRIGGER slow ON predictions")
+    rerun = run_score("--source", url, "--chunk-size", "500")
+    assert rerun.returncode == 0, rerun.stderr
+    assert rerun.summary["read"] == rows - stored["rows"]
+    assert prediction_counts(url) == {"rows": rows, "ids": rows, "duplicates": 0}
+
+
+def test_postgresql_reads_scan_only_the_predictions_after_the_last_id(pg_server: object) -> None:
+    # Regression: without the redundant `review_id > :last` inside NOT EXISTS, each page scanned the whole
+    # predictions index (a merge anti-join from its first entry): quadratic over a run.
+    from reviewserve.batch.sql import SqlStore
+
+    url = pg_server.create_database(f"t_{uuid.uuid4().hex[:12]}")  # type: ignore[attr-defined]
+    rows = 6000
+    make_reviews(url, list(enumerate(review_texts(rows), start=1)))
+    _execute(url, "ANALYZE reviews")
+    assert run_score("--source", url, "--chunk-size", "1000").returncode == 0
+    _execute(url, "DELETE FROM predictions WHERE review_id > 5000")
+    store = SqlStore(url, "reviews", model_name="review-sentiment", model_version="1")
+    store.analyze()
+    try:
+        _, later = store.page_queries(200)
+        compiled = later.compile(store.engine)
+        with store.engine.connect() as conn:
+            setting = conn.exec_driver_sql("SHOW max_parallel_workers_per_gather").scalar_one()
+            plan = conn.exec_driver_sql(
+                "EXPLAIN (ANALYZE, FORMAT JSON) " + str(compiled), {**compiled.params, "last": 5000}
+            ).scalar_one()
+            ids = [r[0] for r in conn.execute(later, {"last": 4900}).all()]
+    finally:
+        store.close()
+    assert setting == "0"  # the job's sessions never start parallel workers for a page
+
+    def nodes(node: dict[str, object]) -> list[dict[str, object]]:
+        return [node, *(n for child in node.get("Plans", []) for n in nodes(child))]  # type: ignore[attr-defined]
+
+    scanned = [n for n in nodes(plan[0]["Plan"]) if n.get("Relation Name") == "predictions"]
+    assert scanned, plan
+    assert all(n["Actual Rows"] * n["Actual Loops"] <= 200 for n in scanned), scanned  # not 5,000
+    assert ids == list(range(5001, 5201))  # the page itself: only rows without a prediction
