@@ -21,6 +21,7 @@ import math
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -44,8 +45,9 @@ class _Block:
 
     def score_one(self, text: str) -> float:
         """This block's contribution to the decision function for one text (a plain loop: no array set-up)."""
-        get = self.vocabulary.get
-        counts = Counter(column for column in map(get, self.analyzer(text)) if column is not None)
+        # dict.get through map with a default of -1: the per-token lookups stay in C, no Python-level filter.
+        counts = Counter(map(self.vocabulary.get, self.analyzer(text), repeat(-1)))
+        counts.pop(-1, None)  # out-of-vocabulary terms
         idf, idf_coef, log = self.idf_list, self.idf_coef_list, math.log
         dot = squares = 0.0
         for column, count in counts.items():
@@ -58,13 +60,19 @@ class _Block:
     def score_many(self, texts: Sequence[str], decision: np.ndarray) -> None:
         """Add this block's contribution for every text to ``decision`` (vectorised over all their terms)."""
         get, analyzer, width = self.vocabulary.get, self.analyzer, len(self.idf_list)
-        keys: list[int] = []  # row * width + column, one per in-vocabulary term occurrence
-        for row, text in enumerate(texts):
-            base = row * width
-            keys.extend(base + column for column in map(get, analyzer(text)) if column is not None)
-        if not keys:
+        columns: list[int] = []  # one per term occurrence, -1 when out of vocabulary (lookups stay in C)
+        lengths: list[int] = []  # term occurrences per text
+        for text in texts:
+            before = len(columns)
+            columns.extend(map(get, analyzer(text), repeat(-1)))
+            lengths.append(len(columns) - before)
+        column_array = np.asarray(columns, dtype=np.int64)
+        row_array = np.repeat(np.arange(len(texts), dtype=np.int64), lengths)
+        known = column_array >= 0
+        if not known.any():
             return
-        unique, counts = np.unique(np.asarray(keys, dtype=np.int64), return_counts=True)
+        keys = row_array[known] * width + column_array[known]  # row * width + column per known occurrence
+        unique, counts = np.unique(keys, return_counts=True)
         rows, columns = np.divmod(unique, width)
         tf = np.log(counts) + 1.0 if self.sublinear_tf else counts.astype(np.float64)
         values = tf * self.idf[columns]
