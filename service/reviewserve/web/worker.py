@@ -32,11 +32,9 @@ import select
 import sys
 import time
 from functools import partial
-from importlib import metadata
 from typing import Any
 
 import gevent
-import gevent.event
 from gevent.pool import Pool
 from gevent.server import StreamServer
 from gunicorn.workers.base_async import AsyncWorker
@@ -54,12 +52,6 @@ ACTIVE_SECONDS = 1.0
 # Idle kept-alive connections of a recycled worker get this long for a request already on its way; the
 # replacement worker is forked only once this one has exited, so the wait is kept short.
 RECYCLE_LINGER_SECONDS = 0.5
-
-
-# The installed packages' entry points, read once in the master (which imports this module) rather than in
-# every worker: gevent's patch_all looks up its plugin entry points 25 times, ~100 ms of reading package
-# metadata per worker boot, during which a single-worker service answers nobody (see ``patch``).
-_ENTRY_POINTS = metadata.entry_points()
 
 
 class _KeepaliveWait(gevent.Timeout):
@@ -120,37 +112,12 @@ class ReviewserveWorker(GeventWorker):
     """gunicorn's gevent worker with turns, a stall limit, connection re-homing and a quick exit."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self._stopping: gevent.event.Event | None = None  # set in the worker process, once it runs
         super().__init__(*args, **kwargs)
         self.keepalive_requests = get_settings().keepalive_requests or None
         self._waiting: dict[Any, _KeepaliveWait] = {}  # greenlet -> its wait for a next request
         self._clients: dict[Any, Any] = {}  # greenlet -> its client socket
         self._last_request: dict[Any, float] = {}  # greenlet -> when its last request was answered
         self._shed = 0  # connections to close after their current response (above the fair share)
-
-    @property
-    def alive(self) -> bool:
-        """gunicorn's flag; clearing it (recycle, signal) wakes the run loop at once, not at its next poll."""
-        return self._alive
-
-    @alive.setter
-    def alive(self, value: bool) -> None:
-        self._alive = value
-        if not value and self._stopping is not None:
-            self._stopping.set()
-
-    def patch(self) -> None:
-        """gunicorn's ``monkey.patch_all()``, its plugin lookups answered from the master's list.
-
-        A recycled worker is replaced only once it has exited, so the replacement's boot time is time the
-        worker is missing: with one worker, a pause in service at every recycle.
-        """
-        original = metadata.entry_points
-        metadata.entry_points = lambda **params: _ENTRY_POINTS.select(**params) if params else _ENTRY_POINTS
-        try:
-            super().patch()
-        finally:
-            metadata.entry_points = original
 
     def timeout_ctx(self) -> _KeepaliveWait:
         """gunicorn's keep-alive wait (it also bounds reading the request headers), made interruptible."""
@@ -189,9 +156,6 @@ class ReviewserveWorker(GeventWorker):
 
     def run(self) -> None:
         """Accept and serve until told to stop, then drain quickly (see the module docstring)."""
-        self._stopping = gevent.event.Event()
-        if not self.alive:
-            self._stopping.set()
         servers = []
         for sock in self.sockets:
             sock.setblocking(1)
@@ -219,7 +183,7 @@ class ReviewserveWorker(GeventWorker):
                             server.start_accepting()
                         else:
                             server.stop_accepting()
-            self._stopping.wait(POLL_SECONDS)
+            gevent.sleep(POLL_SECONDS)
         if balancer is not None:
             balancer.release()
 
@@ -250,8 +214,6 @@ class ReviewserveWorker(GeventWorker):
             if time.monotonic() >= linger_until:
                 self._close_waiting_on_clients()
             self.notify()
-            # Polled, not pool.join(): exiting the moment the last connection closed showed wrk and Python
-            # clients an occasional connection reset (about one per 15 s of recycles); polling showed none.
             gevent.sleep(POLL_SECONDS)
         self.log.warning("Worker graceful timeout (pid:%s)", self.pid)
         for server in servers:
