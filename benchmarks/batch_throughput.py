@@ -28,6 +28,7 @@ import platform
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from contextlib import ExitStack
 from pathlib import Path
@@ -108,8 +109,6 @@ class PeakRss:
     """Polls ``VmHWM`` (peak resident memory of the process's own address space) until the process exits."""
 
     def __init__(self, pid: int, interval: float = 0.2) -> None:
-        import threading
-
         self.pid, self.interval, self.kib = pid, interval, 0
         self._thread = threading.Thread(target=self._poll, daemon=True)
         self._thread.start()
@@ -203,8 +202,6 @@ def main() -> None:
         while True:
             load_samples.append(round(os.getloadavg()[0], 2))
             time.sleep(30)
-
-    import threading
 
     threading.Thread(target=sample_load, daemon=True).start()
     with ExitStack() as stack:

@@ -293,7 +293,7 @@ class SqlStore:
             return self._statements
         dialect = self.engine.dialect
         if self.dialect == "sqlite":  # executemany takes the values as SQLAlchemy would send them
-            processors = {c: self.predictions.c[c].type._cached_bind_processor(dialect) for c in PREDICTION_COLUMNS}
+            processors = {c: self.predictions.c[c].type.bind_processor(dialect) for c in PREDICTION_COLUMNS}
             compiled = self._upsert().compile(dialect=dialect)
             assert tuple(compiled.positiontup or ()) == PREDICTION_COLUMNS, compiled.positiontup
             self._statements = {"upsert": str(compiled), "processors": processors}
