@@ -66,6 +66,11 @@ class Server:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def health_url(self) -> str:
+        """The probe port answered by the gunicorn master (HEALTH_PORT)."""
+        return f"http://127.0.0.1:{self.env['HEALTH_PORT']}"
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
@@ -115,6 +120,7 @@ def start_server(tmp_path: Path, workers: int = 2, **env: str) -> Server:
     full_env = {
         **os.environ,
         "PORT": str(port),
+        "HEALTH_PORT": str(free_port()),
         "WORKERS": str(workers),
         "MODEL_PATH": str(MODEL_DIR),
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),

@@ -58,6 +58,20 @@ class Settings(BaseSettings):
     shutdown_delay: float = Field(
         1.0, ge=0, description="Seconds between SIGTERM (readiness turns 503) and the start of the drain."
     )
+    health_port: int = Field(
+        9698,
+        ge=0,
+        le=65535,
+        description="Port of the probes (/healthz, /readyz, /metrics) answered by the gunicorn master, "
+        "whatever the request workers are doing (0: off).",
+    )
+    max_queue_ms: float = Field(
+        20.0,
+        ge=0,
+        description="Shed a POST (503 overloaded) when its worker already has more than this many milliseconds "
+        "of estimated work waiting (0: never shed).",
+    )
+    retry_after_seconds: int = Field(1, ge=0, description="Retry-After of a shed request's 503, seconds.")
     max_requests: int = Field(10_000, ge=0, description="Requests after which a worker is recycled (0: never).")
     max_requests_jitter: int = Field(1000, ge=0, description="Random spread on max_requests.")
 

@@ -64,9 +64,7 @@ def test_slow_clients_do_not_block_normal_requests(server_factory) -> None:
             try:
                 response = requests.post(server.url + "/predict", json=SEED_REVIEW, timeout=2)
             except requests.RequestException as exc:
-                pytest.fail(
-                    f"normal request {i} failed while {slow.open_count()} slow connections were open: {exc!r}"
-                )
+                pytest.fail(f"normal request {i} failed while {slow.open_count()} slow connections were open: {exc!r}")
             elapsed = time.monotonic() - started
             assert response.status_code == 200, response.text
             assert elapsed < 2
@@ -199,8 +197,7 @@ def test_recycling_under_slow_clients_is_quick_and_fails_nothing(server_factory)
     stop = threading.Event()
     failures: list[str] = []
     clients = [
-        threading.Thread(target=_load, args=(server.url + "/predict", stop, failures, 5), daemon=True)
-        for _ in range(8)
+        threading.Thread(target=_load, args=(server.url + "/predict", stop, failures, 5), daemon=True) for _ in range(8)
     ]
     with SlowClients("127.0.0.1", server.port, headers=32, body=32, idle=32, interval=0.5, reconnect=True) as slow:
         time.sleep(1.5)

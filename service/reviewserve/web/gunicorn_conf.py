@@ -78,7 +78,7 @@ def on_starting(server: Any) -> None:
 
 
 def when_ready(server: Any) -> None:
-    """After preload, before fork: freeze the heap so workers keep sharing it; hook SIGTERM."""
+    """After preload, before fork: freeze the heap so workers keep sharing it; hook SIGTERM; serve the probes."""
     from reviewserve.web import lifecycle
 
     gc.collect()
@@ -95,6 +95,10 @@ def when_ready(server: Any) -> None:
         drain()
 
     server.handle_term = handle_term
+    if _settings.health_port:
+        from reviewserve.web.probes import start_health_server
+
+        start_health_server(server, server.app.wsgi().extensions["reviewserve"], _settings.host, _settings.health_port)
 
 
 def child_exit(server: Any, worker: Any) -> None:

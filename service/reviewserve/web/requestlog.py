@@ -21,10 +21,15 @@ def init_request_log(app: Flask) -> None:
     app.after_request(finish_request)
 
 
+def valid_request_id(value: str) -> bool:
+    """Whether an incoming ``X-Request-ID`` may be used as is (1-128 safe characters)."""
+    return _VALID_ID.match(value) is not None
+
+
 def start_request() -> None:
     """Take a valid incoming ``X-Request-ID`` or make one; start the clock."""
     incoming = request.headers.get(HEADER, "")
-    g.request_id = incoming if _VALID_ID.match(incoming) else uuid.uuid4().hex
+    g.request_id = incoming if valid_request_id(incoming) else uuid.uuid4().hex
     g.started = time.perf_counter()
 
 

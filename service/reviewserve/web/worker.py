@@ -16,6 +16,11 @@ request at a time per worker, which is all a core can do anyway. What this class
   and closes the excess after their current response (:mod:`reviewserve.web.balance`): after a worker is
   recycled its clients do not stay piled on the surviving worker while the new one idles. A connection is
   also closed after ``KEEPALIVE_REQUESTS`` requests, as nginx does.
+- **Shedding.** A POST waits in line (:mod:`reviewserve.web.admission`) until the connections with a request
+  ready ahead of it have been served; one arriving while more than ``MAX_QUEUE_MS`` of estimated work waits is
+  answered 503 ``overloaded`` with ``Retry-After`` at once, its body unread (:mod:`reviewserve.web.shedding`).
+  A request whose client closed the connection while it waited is dropped unscored. GET (probes, metrics) never
+  waits in line.
 - **Quick exit.** A stopping worker (recycled after ``MAX_REQUESTS``, or SIGTERM) stops accepting at once,
   closes each busy connection after its current response, and gives its connections a moment (0.5 s when
   recycled, gunicorn's 2 s on SIGTERM; a request arriving meanwhile is answered with ``Connection: close``).
@@ -31,10 +36,12 @@ import os
 import select
 import sys
 import time
+from collections import deque
 from functools import partial
 from typing import Any
 
 import gevent
+from gevent.hub import Waiter, get_hub
 from gevent.pool import Pool
 from gevent.server import StreamServer
 from gunicorn.workers.base_async import AsyncWorker
@@ -42,6 +49,8 @@ from gunicorn.workers.ggevent import GeventWorker
 from gunicorn.workers.gthread import STOP_KEEPALIVE_LINGER
 
 from reviewserve.settings import get_settings
+from reviewserve.web import shedding
+from reviewserve.web.admission import AdmissionQueue
 from reviewserve.web.balance import ConnectionBalancer
 
 TURN_SECONDS = 1e-6  # any timer: it fires after the next poll of the sockets
@@ -68,6 +77,41 @@ class _KeepaliveWait(gevent.Timeout):
     def __exit__(self, typ: Any, value: Any, tb: Any) -> bool | None:
         self._waiting.pop(gevent.getcurrent(), None)
         return super().__exit__(typ, value, tb)
+
+
+class _Line:
+    """Admitted requests waiting for their turn, released one per turn of the event loop, in arrival order.
+
+    Released by a timer, which fires only after the loop has polled the sockets: between two requests of the
+    line, every connection whose request has arrived meanwhile is admitted (or shed at once), and GETs are
+    served. Released with plain callbacks (``sleep(0)``, an Event), the whole line would run back to back before
+    the next poll (gevent runs new callbacks too before polling), and a shed request would wait for all of it.
+    A released request that blocks on its client (a body still trickling in) does not hold the line up.
+    """
+
+    def __init__(self) -> None:
+        self._waiters: deque[Waiter] = deque()
+        self._timer = get_hub().loop.timer(0.0)
+
+    def wait(self) -> None:
+        """Block the current greenlet until its turn."""
+        waiter = Waiter()
+        self._waiters.append(waiter)
+        if not self._timer.active:
+            self._timer.start(self._release)
+        try:
+            waiter.get()
+        except BaseException:  # killed while waiting (the worker is stopping)
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
+            raise
+
+    def _release(self) -> None:
+        waiter = self._waiters.popleft() if self._waiters else None
+        if self._waiters:
+            self._timer.start(self._release)  # the next one after the next poll
+        if waiter is not None:
+            waiter.switch(None)
 
 
 class _OneSegmentSocket:
@@ -113,11 +157,17 @@ class ReviewserveWorker(GeventWorker):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.keepalive_requests = get_settings().keepalive_requests or None
+        settings = get_settings()
+        self.keepalive_requests = settings.keepalive_requests or None
+        self.max_queue_ms = settings.max_queue_ms
+        self.retry_after = settings.retry_after_seconds
+        self._admission = AdmissionQueue(settings.max_queue_ms / 1000) if settings.max_queue_ms > 0 else None
+        self._shed_log = shedding.ShedLog()
+        self._line: _Line | None = None  # made in run(), once gevent's hub exists in this process
         self._waiting: dict[Any, _KeepaliveWait] = {}  # greenlet -> its wait for a next request
         self._clients: dict[Any, Any] = {}  # greenlet -> its client socket
         self._last_request: dict[Any, float] = {}  # greenlet -> when its last request was answered
-        self._shed = 0  # connections to close after their current response (above the fair share)
+        self._excess = 0  # connections to close after their current response (above the fair share)
 
     def timeout_ctx(self) -> _KeepaliveWait:
         """gunicorn's keep-alive wait (it also bounds reading the request headers), made interruptible."""
@@ -137,11 +187,16 @@ class ReviewserveWorker(GeventWorker):
 
     def handle_request(self, listener_name: Any, req: Any, sock: Any, addr: Any) -> Any:
         """Serve one request (closing the connection after its quota), then let the others take a turn."""
-        if self._shed > 0 and self.alive:
-            self._shed -= 1
+        if self._excess > 0 and self.alive:
+            self._excess -= 1
             req.must_close = True  # -> "Connection: close"; the client reconnects to a worker with room
         elif self.keepalive_requests and req.req_number >= self.keepalive_requests:
             req.must_close = True
+        if self._admission is not None and req.method == "POST":
+            return self._admitted_request(listener_name, req, sock, addr)
+        return self._serve(listener_name, req, sock, addr)
+
+    def _serve(self, listener_name: Any, req: Any, sock: Any, addr: Any) -> Any:
         out = _OneSegmentSocket(sock)
         try:
             return super().handle_request(listener_name, req, out, addr)
@@ -153,6 +208,45 @@ class ReviewserveWorker(GeventWorker):
             # are already runnable. A timer resumes this one after the next poll, behind the sockets
             # that have a request waiting (measured at c=8: p99 23 ms with sleep(0), 5 ms with the timer).
             gevent.sleep(TURN_SECONDS)
+
+    def _admitted_request(self, listener_name: Any, req: Any, sock: Any, addr: Any) -> Any:
+        """A POST: shed at once when too much work waits; else wait in line, then serve unless the client left."""
+        admission = self._admission
+        assert admission is not None
+        size = _content_length(req)
+        estimate = admission.admit(size)
+        if estimate is None:
+            return self._shed_request(req, sock)
+        arrived = time.perf_counter()
+        if self._line is None:
+            self._line = _Line()
+        try:
+            self._line.wait()
+        finally:
+            admission.start(estimate)
+        if shedding.client_gone(sock):
+            shedding.abandoned(req, shedding.request_id(req), time.perf_counter() - arrived)
+            raise StopIteration()  # nobody to answer: close the connection
+        started = time.perf_counter()
+        try:
+            return self._serve(listener_name, req, sock, addr)
+        finally:
+            admission.finished(size, time.perf_counter() - started)
+
+    def _shed_request(self, req: Any, sock: Any) -> bool:
+        """Answer 503 overloaded without reading the body; the parser discards it if the connection stays."""
+        close = (
+            not self.alive
+            or req.should_close()
+            or getattr(req, "must_close", False)
+            # A client waiting for "100 Continue" will not send the body we would have to skip.
+            or any(name == "EXPECT" and value.lower() == "100-continue" for name, value in req.headers)
+        )
+        sock.sendall(shedding.overloaded_response(req.path, shedding.request_id(req), self.retry_after, close))
+        self._shed_log.shed(self.max_queue_ms)
+        if close:
+            raise StopIteration()
+        return True
 
     def run(self) -> None:
         """Accept and serve until told to stop, then drain quickly (see the module docstring)."""
@@ -175,9 +269,9 @@ class ReviewserveWorker(GeventWorker):
                 self.notify()
                 last_notify = now
             if balancer is not None:
-                self._shed = balancer.excess(self._active_connections(now))
-                if accepting != (self._shed == 0):
-                    accepting = self._shed == 0
+                self._excess = balancer.excess(self._active_connections(now))
+                if accepting != (self._excess == 0):
+                    accepting = self._excess == 0
                     for server in servers:
                         if accepting:
                             server.start_accepting()
@@ -238,6 +332,14 @@ class ReviewserveWorker(GeventWorker):
                 greenlet.kill(exception=wait, block=False)  # ends quietly, like a keep-alive timeout
             elif _waits_on(client):
                 greenlet.kill(block=False)  # GreenletExit: the handler's finally closes the socket
+
+
+def _content_length(req: Any) -> int:
+    """The request's ``Content-Length`` (0 when chunked or absent; gunicorn has already validated it)."""
+    for name, value in req.headers:
+        if name == "CONTENT-LENGTH":
+            return int(value)
+    return 0
 
 
 def _waits_on(client: Any) -> bool:

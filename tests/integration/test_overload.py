@@ -1,0 +1,203 @@
+"""Overload on a real gunicorn (issue 15): probes that answer whatever the workers do, excess shed fast.
+
+- Probes on HEALTH_PORT (answered by the master) stay fast while every worker is saturated by 64 x 5,000
+  character lists, on 1 and 2 workers; the main port's probes are shown to wait meanwhile.
+- They keep their meaning: readiness 503 while draining and when the model was refused, liveness 503 when the
+  only worker is stuck past TIMEOUT (and 200 again once gunicorn has replaced it).
+- An open loop at ~2x the measured capacity: the excess is answered 503 ``overloaded`` with Retry-After, fast,
+  the rest served at nearly full capacity, and every shed counted in reviewserve_requests_shed_total.
+- A request whose client closed the connection while it waited is never scored (metrics and the log).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import time
+
+import pytest
+import requests
+
+from tests.conftest import Server
+from tests.integration.overload_clients import ClosedLoop, Prober, list_body, open_loop, percentile
+from tests.promtext import sample
+
+pytestmark = pytest.mark.slow
+
+MAX_LIST = list_body(64, 5000)  # the largest request the defaults accept (~0.25 s of model time)
+MEDIUM_LIST = list_body(32, 90)  # 32 sentence-sized reviews: a few ms, so Python clients can offer 2x
+# A probe answer in this long is far from the chart's probe timeouts (2-3 s); the issue's 100 ms p99 target is
+# measured by `make bench-overload` on a quiet machine, not asserted on this shared one.
+PROBE_BOUND_SECONDS = 0.5
+
+
+def metrics(server: Server) -> str:
+    return requests.get(f"{server.health_url}/metrics", timeout=10).text
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_probes_answer_while_workers_are_saturated(server_factory, workers: int) -> None:
+    # MAX_QUEUE_MS=0: no shedding, so the workers' event loops hold a long line of large requests.
+    server: Server = server_factory(workers=workers, MAX_QUEUE_MS="0")
+    server.wait_workers(workers)
+    with ClosedLoop(server.url, MAX_LIST, clients=6 * workers) as load:
+        time.sleep(2)  # let the line build up
+        with Prober(server.health_url) as prober:
+            started = time.perf_counter()
+            with contextlib.suppress(requests.Timeout):  # the main port's probe, for contrast: it waits
+                requests.get(f"{server.url}/healthz", timeout=30)
+            main_port = time.perf_counter() - started
+            time.sleep(max(0.0, 3 - main_port))
+    answered = [a for a in load.answers if a.status == 200]
+    assert answered and all(a.status == 200 for a in load.answers)
+    assert main_port > 0.5, f"the main port was not saturated: /healthz in {main_port:.2f} s"
+    for path in ("/healthz", "/readyz"):
+        statuses, latencies = prober.statuses(path), prober.latencies(path)
+        assert len(statuses) >= 20 and set(statuses) == {200}, statuses
+        assert percentile(latencies, 0.99) < PROBE_BOUND_SECONDS, sorted(latencies)[-5:]
+        print(
+            f"{workers} worker(s) {path}: p50 {percentile(latencies, 0.5) * 1000:.1f} ms, "
+            f"p99 {percentile(latencies, 0.99) * 1000:.1f} ms over {len(latencies)} probes; "
+            f"main port /healthz {main_port:.2f} s"
+        )
+
+
+def test_readiness_503_while_draining_liveness_200(server_factory) -> None:
+    server: Server = server_factory(workers=1, SHUTDOWN_DELAY="3")
+    assert requests.get(f"{server.health_url}/readyz", timeout=5).status_code == 200
+    server.process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 2.5
+    ready = requests.get(f"{server.health_url}/readyz", timeout=5)
+    while ready.status_code == 200 and time.monotonic() < deadline:
+        time.sleep(0.05)
+        ready = requests.get(f"{server.health_url}/readyz", timeout=5)
+    assert ready.status_code == 503 and ready.json()["reason"] == "shutting down"
+    assert requests.get(f"{server.health_url}/healthz", timeout=5).status_code == 200  # draining is not dead
+    assert server.process.wait(timeout=30) == 0
+
+
+def test_refused_model_is_unready_but_alive(server_factory, model_copy) -> None:
+    (model_copy / "card.json").write_text(
+        json.dumps({**json.loads((model_copy / "card.json").read_text()), "model_sha256": "0" * 64})
+    )
+    server: Server = server_factory(workers=1, wait=False, MODEL_PATH=str(model_copy))
+    server.wait_ready(path="/readyz", status=503)
+    ready = requests.get(f"{server.health_url}/readyz", timeout=5)
+    assert ready.status_code == 503 and "model not loaded" in ready.json()["reason"]
+    assert requests.get(f"{server.health_url}/healthz", timeout=5).status_code == 200
+
+
+def test_liveness_fails_when_the_worker_is_stuck(server_factory) -> None:
+    server: Server = server_factory(workers=1, TIMEOUT="3")
+    [pid] = server.wait_workers(1)
+    os.kill(pid, signal.SIGSTOP)  # stuck: no heartbeat; gunicorn kills it after TIMEOUT and forks another
+    try:
+        with Prober(server.health_url, period=0.05) as prober:
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and pid in server.worker_pids():
+                time.sleep(0.1)
+            server.wait_workers(1)
+            time.sleep(1.5)  # the replacement's heartbeat
+    finally:
+        if pid in server.worker_pids():
+            os.kill(pid, signal.SIGCONT)
+    live = prober.statuses("/healthz")
+    assert 503 in live, live
+    assert live[0] == 200 and live[-1] == 200, live  # alive before, dead while stuck, alive after replacement
+    assert 503 in prober.statuses("/readyz")
+    assert pid not in server.worker_pids()
+
+
+def test_open_loop_at_twice_capacity_sheds_the_excess_fast(server_factory) -> None:
+    # MAX_QUEUE_MS above a medium list's time on a busy machine, so that measuring the capacity sheds nothing.
+    server: Server = server_factory(workers=1, MAX_QUEUE_MS="100")
+    server.wait_workers(1)
+    # Capacity: a short closed loop of 2 clients (a worker computes one request at a time; with 2 clients one
+    # request at most waits, so none is shed).
+    with ClosedLoop(server.url, MEDIUM_LIST, clients=2):
+        time.sleep(1)
+    with ClosedLoop(server.url, MEDIUM_LIST, clients=2) as closed:
+        time.sleep(3)
+    capacity = sum(a.status == 200 for a in closed.answers) / 3
+    assert capacity > 10, closed.answers[:5]
+    shed_before = sample(metrics(server), "reviewserve_requests_shed_total")
+    assert shed_before is not None
+
+    seconds = 4
+    answers = open_loop(server.url, MEDIUM_LIST, rate=2 * capacity, seconds=seconds)
+    ok = [a for a in answers if a.status == 200]
+    shed = [a for a in answers if a.status == 503]
+    other = [a for a in answers if a.status not in (200, 503)]
+    summary = (
+        f"capacity {capacity:.0f}/s; offered {2 * capacity:.0f}/s for {seconds} s: {len(ok)} served "
+        f"(p99 {percentile([a.seconds for a in ok], 0.99) * 1000:.0f} ms), {len(shed)} shed "
+        f"(p50 {percentile([a.seconds for a in shed], 0.5) * 1000:.1f} ms, "
+        f"p99 {percentile([a.seconds for a in shed], 0.99) * 1000:.1f} ms), {len(other)} other"
+    )
+    print(summary)
+    assert not other, summary
+    assert shed, summary
+    assert all(a.code == "overloaded" and a.retry_after == "1" for a in shed)
+    # Goodput near capacity (loosely: a shared machine), waiting bounded by MAX_QUEUE_MS + a request.
+    assert len(ok) / seconds >= 0.6 * capacity, summary
+    assert percentile([a.seconds for a in ok], 0.5) < 1.0, summary
+    # Sheds are answered before anything is read or scored: well under a served request's time.
+    assert percentile([a.seconds for a in shed], 0.5) < percentile([a.seconds for a in ok], 0.5), summary
+    assert sample(metrics(server), "reviewserve_requests_shed_total") - shed_before == len(shed)
+    assert requests.get(f"{server.health_url}/readyz", timeout=5).status_code == 200
+
+
+def test_shed_answer_shape_and_v2(server_factory) -> None:
+    # MAX_QUEUE_MS tiny: while one large list waits behind another, every other POST is shed.
+    server: Server = server_factory(workers=1, MAX_QUEUE_MS="0.001", RETRY_AFTER_SECONDS="2")
+    server.wait_workers(1)
+    infer = {"inputs": [{"name": "review", "shape": [1], "datatype": "BYTES", "data": ["superb"]}]}
+    seen = v2 = None
+    with ClosedLoop(server.url, MAX_LIST, clients=4):
+        time.sleep(1)
+        deadline = time.monotonic() + 60
+        while (seen is None or v2 is None) and time.monotonic() < deadline:
+            answer = requests.post(
+                f"{server.url}/predict", json={"review": "fine"}, headers={"X-Request-ID": "shed-me-1"}, timeout=60
+            )
+            seen = answer if answer.status_code == 503 else seen
+            answer = requests.post(f"{server.url}/v2/models/review-sentiment/infer", json=infer, timeout=60)
+            v2 = answer if answer.status_code == 503 else v2
+        assert requests.get(f"{server.url}/healthz", timeout=60).status_code == 200  # GET is never shed
+    assert seen is not None and v2 is not None
+    assert seen.headers["Retry-After"] == "2" and seen.headers["X-Request-ID"] == "shed-me-1"
+    assert seen.json() == {
+        "error": {"code": "overloaded", "message": seen.json()["error"]["message"], "request_id": "shed-me-1"}
+    }
+    assert v2.json()["code"] == "overloaded" and isinstance(v2.json()["error"], str)
+
+
+def test_request_of_a_client_that_left_is_not_scored(server_factory) -> None:
+    # No shedding in the way (MAX_QUEUE_MS high): the request waits behind large lists, its client gives up.
+    server: Server = server_factory(workers=1, MAX_QUEUE_MS="60000")
+    server.wait_workers(1)
+    before = metrics(server)
+    assert sample(before, "reviewserve_requests_abandoned_total") == 0
+    scored_before = sample(before, "reviewserve_predictions_total") or 0
+    with ClosedLoop(server.url, MAX_LIST, clients=4) as load:
+        time.sleep(0.5)
+        body = json.dumps({"review": "the client will not wait for this one"}).encode()
+        with socket.create_connection(("127.0.0.1", server.port)) as sock:
+            sock.sendall(
+                b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"X-Request-ID: gone-client-1\r\n" + f"Content-Length: {len(body)}\r\n\r\n".encode() + body
+            )
+        time.sleep(2)
+    after = metrics(server)
+    lists = sum(a.status == 200 for a in load.answers)
+    assert sample(after, "reviewserve_requests_abandoned_total") == 1
+    assert sample(after, "reviewserve_predictions_total") - scored_before == 64 * lists  # not one review more
+    deadline = time.monotonic() + 5
+    lines: list[dict] = []
+    while not lines and time.monotonic() < deadline:
+        lines = [json.loads(line) for line in server.log().splitlines() if "gone-client-1" in line]
+        time.sleep(0.1)
+    assert [(line["status"], line["reviews"]) for line in lines] == [(499, 0)], lines
