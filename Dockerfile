@@ -107,15 +107,18 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PORT=9696 \
+    HEALTH_PORT=9698 \
     MODEL_PATH=/app/models/review-sentiment/1 \
     PROMETHEUS_MULTIPROC_DIR=/var/run/reviewserve/metrics
 
 USER 10001:10001
-EXPOSE 9696
+# 9696: the API; 9698: the probes (/healthz, /readyz, /metrics) answered by the gunicorn master.
+EXPOSE 9696 9698
 
-# Kubernetes ignores HEALTHCHECK (the chart has probes); for plain docker.
+# Kubernetes ignores HEALTHCHECK (the chart has probes); for plain docker. The probe port answers whatever the
+# workers are doing (HEALTH_PORT=0 turns it off: then the main port).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
-    CMD ["python3", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('PORT', '9696'), timeout=4)"]
+    CMD ["python3", "-c", "import os, urllib.request; p = os.environ.get('HEALTH_PORT', '9698'); urllib.request.urlopen('http://127.0.0.1:%s/healthz' % (p if p != '0' else os.environ.get('PORT', '9696')), timeout=4)"]
 
 # Exec form: gunicorn is PID 1 and receives SIGTERM directly.
 ENTRYPOINT ["gunicorn", "--config", "python:reviewserve.web.gunicorn_conf", "reviewserve.web.wsgi:app"]

@@ -96,7 +96,7 @@ class Server:
             try:
                 if requests.get(self.url + path, timeout=2).status_code == status:
                     return
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # not up yet, or a busy machine
                 pass
             time.sleep(0.1)
         raise AssertionError(f"server not answering {status} on {path} within {timeout}s:\n{self.log()}")

@@ -271,15 +271,19 @@ def test_unrelated_change_keeps_checksum(kit: Any) -> None:
 
 @pytest.mark.parametrize("values", CI_VALUES)
 def test_probes_on_named_port(kit: Any, values: str) -> None:
-    """startup+readiness on /readyz, liveness on /healthz, all on the named port http."""
+    """startup+readiness on /readyz, liveness on /healthz, all on the named port health (HEALTH_PORT: answered
+    by the gunicorn master, whatever the request workers on port http are doing)."""
     docs = kit.render((values,))
     c = kit.container(docs)
+    data = kit.one(docs, "ConfigMap")["data"]
     assert c["ports"] == [
-        {"name": "http", "containerPort": int(kit.one(docs, "ConfigMap")["data"]["PORT"]), "protocol": "TCP"}
+        {"name": "http", "containerPort": int(data["PORT"]), "protocol": "TCP"},
+        {"name": "health", "containerPort": int(data["HEALTH_PORT"]), "protocol": "TCP"},
     ]
-    assert c["startupProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
-    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
-    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert data["HEALTH_PORT"] != data["PORT"]
+    assert c["startupProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
     # Startup gets a generous window for loading the model.
     assert c["startupProbe"]["periodSeconds"] * c["startupProbe"]["failureThreshold"] >= 60
 

@@ -16,6 +16,7 @@ SEL = f'namespace="{NS}",service="{SVC}"'
 ALERTS = (
     "ReviewserveHighErrorRatio",
     "ReviewserveHighP99Latency",
+    "ReviewserveShedding",
     "ReviewserveNoReadyReplicas",
     "ReviewserveTargetsDown",
 )
@@ -45,10 +46,10 @@ def _run(promtool: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_rules_pass_promtool_check(promtool: str, rules_file: Path) -> None:
-    """``promtool check rules`` accepts the rules, and all four alerts are there."""
+    """``promtool check rules`` accepts the rules, and all five alerts are there."""
     res = _run(promtool, "check", "rules", str(rules_file))
     assert res.returncode == 0, res.stdout + res.stderr
-    assert "SUCCESS: 4 rules found" in res.stdout
+    assert "SUCCESS: 5 rules found" in res.stdout
     names = [r["alert"] for g in yaml.safe_load(rules_file.read_text())["groups"] for r in g["rules"]]
     assert tuple(names) == ALERTS
 
@@ -70,6 +71,11 @@ def _series(ok_5xx: bool, ns: str = NS, svc: str = SVC) -> list[dict[str, str]]:
         {
             "series": f'flask_http_request_total{{{sel},method="POST",status="500"}}',
             "values": "0+1x30" if ok_5xx else "0+6x30",
+        },
+        # Failing: 9 of 75 requests a minute shed (12%); healthy: none.
+        {
+            "series": f'reviewserve_requests_shed_total{{{sel},pod="{svc}-abc"}}',
+            "values": "0x30" if ok_5xx else "0+9x30",
         },
         {"series": f'{bucket},le="0.5"}}', "values": "0+60x30" if fast else "0+50x30"},
         {"series": f'{bucket},le="1.0"}}', "values": "0+60x30" if fast else "0+55x30"},
@@ -98,6 +104,14 @@ def test_alerts_fire_and_stay_quiet(promtool: str, rules_file: Path, tmp_path: P
             "exp_annotations": {
                 "summary": "reviewserve /predict p99 latency is above 1s.",
                 "description": f"p99 latency of /predict on {NS}/{SVC} is 2.32s.",
+            },
+        },
+        "ReviewserveShedding": {
+            "exp_labels": {"severity": "warning", "namespace": NS, "service": SVC},
+            "exp_annotations": {
+                "summary": "reviewserve sheds more than 1% of requests (overloaded).",
+                "description": f"12% of requests to {NS}/{SVC} were shed (503 overloaded) over the last 5 minutes: "
+                "add replicas or raise the autoscaler limits.",
             },
         },
         "ReviewserveNoReadyReplicas": {

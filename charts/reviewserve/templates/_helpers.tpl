@@ -219,6 +219,9 @@ KEEPALIVE: {{ .Values.config.keepalive | int64 | toString | quote }}
 SHUTDOWN_DELAY: {{ .Values.config.shutdownDelay | int64 | toString | quote }}
 MAX_REQUESTS: {{ .Values.config.maxRequests | int64 | toString | quote }}
 MAX_REQUESTS_JITTER: {{ .Values.config.maxRequestsJitter | int64 | toString | quote }}
+HEALTH_PORT: {{ .Values.config.healthPort | int64 | toString | quote }}
+MAX_QUEUE_MS: {{ .Values.config.maxQueueMs | toString | quote }}
+RETRY_AFTER_SECONDS: {{ .Values.config.retryAfterSeconds | int64 | toString | quote }}
 PROMETHEUS_MULTIPROC_DIR: "/var/run/reviewserve/metrics"
 {{- end }}
 
