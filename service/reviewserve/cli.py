@@ -36,6 +36,9 @@ SERVE_OPTIONS = {
     "max_requests": "MAX_REQUESTS",
     "max_requests_jitter": "MAX_REQUESTS_JITTER",
     "metrics_dir": "PROMETHEUS_MULTIPROC_DIR",
+    "health_port": "HEALTH_PORT",
+    "max_queue_ms": "MAX_QUEUE_MS",
+    "retry_after_seconds": "RETRY_AFTER_SECONDS",
 }
 
 
@@ -135,6 +138,9 @@ def evaluate(model_dir: Path | None, data: tuple[Path, ...], min_accuracy: float
 @click.option("--max-requests", type=int, help="Recycle a worker after N requests [env MAX_REQUESTS].")
 @click.option("--max-requests-jitter", type=int, help="Random spread on --max-requests [env MAX_REQUESTS_JITTER].")
 @click.option("--metrics-dir", type=click.Path(path_type=Path), help="Metrics folder [env PROMETHEUS_MULTIPROC_DIR].")
+@click.option("--health-port", type=int, help="Probe port answered by the master, 0: off [env HEALTH_PORT, 9698].")
+@click.option("--max-queue-ms", type=float, help="Shed POSTs past this much waiting work [env MAX_QUEUE_MS, 20].")
+@click.option("--retry-after-seconds", type=int, help="Retry-After of a shed 503 [env RETRY_AFTER_SECONDS, 1].")
 @click.option("--dev", is_flag=True, help="Local development only: Flask's reloading debug server, 127.0.0.1.")
 def serve(dev: bool, **options: object) -> None:
     """Serve the model over HTTP with gunicorn (replaces this process, so signals reach gunicorn)."""

@@ -38,6 +38,9 @@ FLAGS: dict[str, tuple[str, str, object]] = {
     "--max-requests": ("123", "max_requests", 123),
     "--max-requests-jitter": ("12", "max_requests_jitter", 12),
     "--metrics-dir": ("/tmp/rs-metrics-flag-test", "prometheus_multiproc_dir", Path("/tmp/rs-metrics-flag-test")),
+    "--health-port": ("9712", "health_port", 9712),
+    "--max-queue-ms": ("35.5", "max_queue_ms", 35.5),
+    "--retry-after-seconds": ("4", "retry_after_seconds", 4),
 }
 
 
