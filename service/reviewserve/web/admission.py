@@ -5,11 +5,11 @@ Each admitted request adds its estimated service time to the work waiting; it le
 A new request is refused (shed) when the work already waiting is more than ``MAX_QUEUE_MS``: it would wait
 longer than that behind the others, so it is better answered 503 at once and retried (possibly elsewhere).
 
-Estimates are learned per body-size class (powers of two of ``Content-Length``): the measured service times of
-the worker's own requests, smoothed (EWMA). A class not yet seen is estimated from a prior of
-:data:`PRIOR_SECONDS` + :data:`PRIOR_SECONDS_PER_BYTE` x size, a little above the committed model's costs (a
-single review ~0.3 ms, 64 reviews of 5,000 characters ~0.25 s), so a flood of large requests arriving before
-the first has finished is not admitted as if it were free.
+Estimates are learned per body-size class (powers of two of ``Content-Length``) from the CPU time of the worker's
+own requests (not wall time, which other processes on the machine would inflate), smoothed (EWMA). A class not
+yet seen is estimated from a prior of :data:`PRIOR_SECONDS` + :data:`PRIOR_SECONDS_PER_BYTE` x size, a little
+above the committed model's costs (a single review ~0.3 ms, 64 reviews of 5,000 characters ~0.25 s), so a
+flood of large requests arriving before the first has finished is not admitted as if it were free.
 """
 
 from __future__ import annotations

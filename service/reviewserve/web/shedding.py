@@ -86,17 +86,20 @@ class ShedLog:
         self.unreported = 0
         self.since = time.monotonic()
 
-    def shed(self, max_queue_ms: float) -> None:
-        """Record one shed request."""
+    def shed(self, max_queue_ms: float, waiting: int, waiting_seconds: float) -> None:
+        """Record one shed request (``waiting`` requests, estimated at ``waiting_seconds``, were in line)."""
         SHED.inc()
         self.unreported += 1
         now = time.monotonic()
         if now - self.since >= SUMMARY_SECONDS:
             log.warning(
-                "overloaded: shed %d requests in %.0f s (more than MAX_QUEUE_MS=%g ms of work waiting)",
+                "overloaded: shed %d requests in %.0f s (more than MAX_QUEUE_MS=%g ms of work waiting; "
+                "last: %d requests, %.1f ms)",
                 self.unreported,
                 now - self.since,
                 max_queue_ms,
+                waiting,
+                waiting_seconds * 1000,
             )
             self.unreported, self.since = 0, now
 
