@@ -40,6 +40,9 @@ def test_estimates_are_learned_per_size_class_with_a_prior() -> None:
     assert line.estimate(2048) == pytest.approx(PRIOR_SECONDS + PRIOR_SECONDS_PER_BYTE * 2048)  # not learned yet
     line.finished(1000, 0.020)
     assert 0.010 < line.estimate(1000) < 0.020  # smoothed, not the last sample
+    before = line.estimate(1000)
+    line.finished(1000, 10.0)  # an outlier (it waited for its body while others were served)
+    assert line.estimate(1000) == pytest.approx(before + 0.2 * (4 * before - before))  # capped at 4x
     assert size_class(0) == 0 and size_class(1) == 1 and size_class(1 << 40) == 41
 
 

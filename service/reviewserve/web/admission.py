@@ -17,6 +17,7 @@ from __future__ import annotations
 PRIOR_SECONDS = 0.0005
 PRIOR_SECONDS_PER_BYTE = 1e-6
 SMOOTHING = 0.2  # weight of the newest measurement in a class's estimate
+OUTLIER_FACTOR = 4.0  # a measurement counts for at most this many times the current estimate
 SIZE_CLASSES = 64  # bit lengths of a Content-Length
 
 
@@ -60,4 +61,11 @@ class AdmissionQueue:
         """Learn from a served request of ``size`` bytes that took ``seconds``."""
         cls = size_class(size)
         learned = self._estimates[cls]
-        self._estimates[cls] = seconds if learned is None else learned + SMOOTHING * (seconds - learned)
+        if learned is None:
+            self._estimates[cls] = seconds
+            return
+        # A sample counts for at most OUTLIER_FACTOR x the estimate: a request that waited for its body counts the
+        # CPU of the requests served meanwhile (one thread); it should not shed everything behind it. A real
+        # change still shows within a few requests (x1.6 per request).
+        seconds = min(seconds, OUTLIER_FACTOR * learned)
+        self._estimates[cls] = learned + SMOOTHING * (seconds - learned)
