@@ -82,8 +82,8 @@ def test_sql_sink_is_idempotent_on_the_message_id(redis_server: RedisServer, key
     first = [Result(i, "positive", 0.8, 0.8, "1") for i in ids]
     # The "crash": rows committed but the messages not acknowledged; redelivered and written again.
     with sink.engine.begin() as conn:
-        conn.execute(sink._insert, [{"stream": keys.stream, **{k: getattr(x, k) for k in x.__slots__}} for x in first])
-    again = [Result(i, "negative", 0.6, 0.4, "2") for i in ids]
+        conn.execute(sink._insert, sink.rows(route, first))
+    again = [Result(i, "negative", 0.6, 0.4, "1") for i in ids]
     done = sink.write(broker, route, again, [DeadLetter("0-1", "x: not pending, ignored")])
     assert done == Completed(results=0, dead_letters=0, acked=3, duplicates=1)
     assert _rows(url) == {i: ("positive", 0.8, 0.8, "1") for i in ids}, "the first write stands"
