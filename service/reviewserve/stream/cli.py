@@ -455,7 +455,7 @@ def consume(
         worker.run()
     except _redis_refusals() as exc:  # e.g. the key is not a stream, the group was destroyed
         raise click.ClickException(f"Redis refused: {exc}") from None
-    except UnsupportedServer as exc:
+    except (UnsupportedServer, ValueError) as exc:  # ValueError: an archive table with another key
         raise click.ClickException(str(exc)) from None
     finally:
         health.stop()

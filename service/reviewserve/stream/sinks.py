@@ -12,11 +12,14 @@ Both acknowledge a message only once its result is written:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from reviewserve.stream.broker import Broker, Completed, DeadLetter, Result
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,8 +83,7 @@ class SqlSink:
 
     def __init__(self, database_url: str, table: str = "stream_predictions", model_name: str = "") -> None:
         """Connect and create the table if it does not exist; refuse a table with another key."""
-        from sqlalchemy import Column, DateTime, Float, MetaData, PrimaryKeyConstraint, String, Table, func, inspect
-        from sqlalchemy.exc import SQLAlchemyError
+        from sqlalchemy import Column, DateTime, Float, MetaData, PrimaryKeyConstraint, String, Table, func
 
         from reviewserve.batch.sql import database_url as parse_url
         from reviewserve.batch.sql import make_engine
@@ -93,7 +95,9 @@ class SqlSink:
         if dialect not in ("sqlite", "postgresql"):
             raise ValueError(f"--database-url: dialect {dialect!r} is not supported (use sqlite or postgresql)")
         self.model_name = model_name
+        self.dialect = dialect
         self.engine = make_engine(url.render_as_string(hide_password=False))
+        self._prepared = False
         self.table = Table(
             table,
             MetaData(),
@@ -109,6 +113,19 @@ class SqlSink:
             PrimaryKeyConstraint(*KEY_COLUMNS),
         )
         try:
+            self._prepare()
+        except sql_transient_errors() as exc:  # down at start: created at the first write, retried
+            log.warning("database unreachable at start (%s); the table is checked at the first write", exc)
+
+    def _prepare(self) -> None:
+        """Create the table unless it exists, check its key, build the upsert (once)."""
+        from sqlalchemy import inspect
+        from sqlalchemy.exc import SQLAlchemyError
+
+        if self._prepared:
+            return
+        table = self.table.name
+        try:
             self.table.create(self.engine, checkfirst=True)
         except SQLAlchemyError:
             # Another archiver created it at the same moment; anything else fails the check below.
@@ -120,11 +137,12 @@ class SqlSink:
                 f"table {table!r} has primary key ({', '.join(key)}), not ({', '.join(KEY_COLUMNS)}): made by an "
                 "older reviewserve? Rename it (the archiver creates a new one) or choose another --table"
             )
-        if dialect == "postgresql":
+        if self.dialect == "postgresql":
             from sqlalchemy.dialects.postgresql import insert
         else:
             from sqlalchemy.dialects.sqlite import insert
         self._insert = insert(self.table).on_conflict_do_nothing(index_elements=list(KEY_COLUMNS))
+        self._prepared = True
 
     def rows(self, route: Route, results: Sequence[Result]) -> list[dict[str, object]]:
         """The table rows of a batch's results."""
@@ -144,6 +162,7 @@ class SqlSink:
 
     def write(self, broker: Broker, route: Route, results: Sequence[Result], dead: Sequence[DeadLetter]) -> Completed:
         """Upsert and commit, then acknowledge (results are not written to the results stream)."""
+        self._prepare()
         if results:
             with self.engine.begin() as conn:
                 conn.execute(self._insert, self.rows(route, results))
