@@ -12,14 +12,14 @@ endif
 .PHONY: help run dev test lint unit install install-dev lock clean bench bench-smoke bench-slow bench-soak bench-stream bench-batch load-reviews score mutate tools chart-test kind-up kind-deploy kind-e2e kind-down
 
 help: ## List the targets
-	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(VENV)/.run-installed: $(BIN)/python pyproject.toml constraints.txt
-	$(BIN)/pip install --quiet -c constraints.txt -e .
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[eval]'  # eval: the plots of evaluate / train --eval
 	touch $@
 
 $(VENV)/.dev-installed: $(VENV)/.run-installed
