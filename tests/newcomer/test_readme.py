@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 import shlex
 from collections.abc import Iterator
@@ -23,6 +24,12 @@ from tests.conftest import SHARED_DATA, free_port
 from tests.newcomer.readme_runner import LONG_RUNNING, Command, Sandbox, compare, sections
 
 ROOT = Path(__file__).resolve().parents[2]
+# The README's ../shared/data beside the checkout; a git worktree under <main>/../wt/ finds it one level up.
+DATA = next(
+    (p for p in (Path(os.environ.get("REVIEWSERVE_SHARED_DATA", SHARED_DATA)), ROOT.parents[1] / "shared" / "data")
+     if (p / "uci-sentiment").is_dir()),
+    SHARED_DATA,
+)  # fmt: skip
 README = (ROOT / "README.md").read_text()
 SECTIONS = sections(README)
 STATUS = re.compile(r"^\[(\d{3})\]$")
@@ -33,9 +40,9 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     """The fresh copy, installed with the README's own first command's install step (`make install`)."""
-    if not (SHARED_DATA / "uci-sentiment").is_dir():
-        pytest.skip(f"shared data not present: {SHARED_DATA}")
-    box = Sandbox(ROOT, SHARED_DATA, tmp_path_factory.mktemp("readme"), free_port(), free_port())
+    if not (DATA / "uci-sentiment").is_dir():
+        pytest.skip(f"shared data not present: {DATA}")
+    box = Sandbox(ROOT, DATA, tmp_path_factory.mktemp("readme"), free_port(), free_port())
     try:
         box.run("make install", timeout=900)  # what `make run` does first; on its own so its time is not the wait
         yield box
@@ -153,8 +160,8 @@ def _csv(path: Path, sources: list[Path]) -> None:
 
 def test_retrain_blocks(sandbox: Sandbox) -> None:
     """Train with own column names and --eval, evaluate with the README's gate, serve the new model."""
-    uci = SHARED_DATA / "uci-sentiment"
-    sst2 = SHARED_DATA / "sst2" / "train.tsv"
+    uci = DATA / "uci-sentiment"
+    sst2 = DATA / "sst2" / "train.tsv"
     if not sst2.is_file():
         pytest.skip(f"shared data not present: {sst2}")
     _csv(sandbox.root / "my_reviews.csv", [sst2])
