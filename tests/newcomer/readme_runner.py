@@ -146,7 +146,7 @@ class Sandbox:
         """Start a long-running command in the background and wait until ``ready()``."""
         out = (self.tmp / f"background-{len(self.background)}.log").open("wb")
         proc = subprocess.Popen(
-            ["bash", "-c", f"exec {self.adapt(command)}"], cwd=self.root, env=self.env, stdout=out,
+            ["bash", "-c", self.adapt(command)], cwd=self.root, env=self.env, stdout=out,
             stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
         self.background.append((command, proc))

@@ -115,7 +115,12 @@ def test_evaluate_without_matplotlib_scores_and_says_so(own_columns: tuple[Path,
 def test_make_install_installs_the_eval_extra() -> None:
     """Item 2: `make install` (and so `make run`) installs what the documented evaluate/train --eval need."""
     dry = subprocess.run(
-        ["make", "-n", "-B", "install"], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True
+        ["make", "--no-print-directory", "-n", "-B", "install"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
     assert re.search(r"pip install .*-e '\.\[eval\]'", dry.stdout), dry.stdout
 
@@ -144,7 +149,9 @@ def test_make_help_lists_every_documented_target() -> None:
     """Item 11: `make help` lists every target that has a `## ` description, digits included (kind-e2e)."""
     documented = re.findall(r"^([^\s:#.$()]+):[^\n]*## ", (ROOT / "Makefile").read_text(), flags=re.M)
     assert "kind-e2e" in documented
-    listed = subprocess.run(["make", "help"], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True)
+    listed = subprocess.run(
+        ["make", "--no-print-directory", "help"], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True
+    )
     names = [line.split()[0] for line in listed.stdout.splitlines() if line.strip()]
     assert names == documented
 

@@ -89,7 +89,9 @@ def test_elsewhere_it_stops_at_once_with_the_exact_list(tmp_path: Path) -> None:
 
 def test_make_test_runs_it_first() -> None:
     """`make test` installs the system packages before anything else (and .ci/run relies on that)."""
-    dry = subprocess.run(["make", "-n", "test"], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True)
+    dry = subprocess.run(
+        ["make", "--no-print-directory", "-n", "test"], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True
+    )
     assert dry.stdout.splitlines()[0] == "bash .ci/system-packages"
     assert (ROOT / ".ci" / "run").read_text().rstrip().endswith("make test")
 
