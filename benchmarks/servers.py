@@ -141,20 +141,28 @@ def _seed_single(text: str) -> tuple[str, str]:
 
 def reviewserve(sample: str, batch: list[str], work: Path) -> Target:
     """reviewserve as ``make run`` starts it: ``reviewserve serve`` with default settings (port aside)."""
+    from reviewserve.settings import Settings
+
     port = free_port()
+    # the metrics folder and ports are the only settings moved off their defaults (no clash with others)
+    env = {"PORT": str(port), "PROMETHEUS_MULTIPROC_DIR": str(work / f"metrics-{port}")}
+    health_port = None
+    if "health_port" in Settings.model_fields:  # the probe port (issue 15): readiness is polled there
+        health_port = free_port()
+        env["HEALTH_PORT"] = str(health_port)
     return Target(
         name="reviewserve",
         label="reviewserve (`make run` defaults)",
         command=[str(ROOT / ".venv" / "bin" / "reviewserve"), "serve"],
         port=port,
-        # the metrics folder and port are the only settings moved off their defaults (no clash with others)
-        env={"PORT": str(port), "PROMETHEUS_MULTIPROC_DIR": str(work / f"metrics-{port}")},
+        env=env,
         single=("/predict", texts.single_body(sample)),
         listed=("/predict", texts.list_body(batch)),
         check='"prediction"',
         versions=venvs.versions(ROOT / ".venv" / "bin" / "python", ["flask", "gunicorn", "scikit-learn", "numpy"]),
         single_for=_seed_single,
         ready_path="/readyz",
+        ready_port=health_port,
     )
 
 

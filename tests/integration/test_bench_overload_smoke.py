@@ -37,7 +37,8 @@ def test_bench_overload_smoke_runs_and_reports(tmp_path: Path) -> None:
         assert capacity > 0
         for row in rows:
             # open loop: what was offered is what the schedule says, whatever the server answered
-            assert row["offered_rps"] == pytest.approx(capacity * float(row["label"].split()[-1][:-1]), rel=0.01)
+            factor = 1.0 if row["label"].startswith("after ") else float(row["label"][:-1])
+            assert row["offered_rps"] == pytest.approx(capacity * factor, rel=0.01)
             assert row["requests"] == pytest.approx(row["offered_rps"] * row["seconds"], abs=2), (server, row)
             counted = row["ok"] + row["shed"] + row["socket_errors"] + row["unsent"] + row["other_5xx"]
             assert counted + row["other_status"] == row["requests"], (server, row)  # every request accounted for
