@@ -163,7 +163,7 @@ def test_two_replicas_overloaded_through_nginx_stay_ready(
     from benchmarks import texts
     from benchmarks.wrk import run_wrk
 
-    overload_s = 20.0
+    overload_s = 30.0
     docs = render_chart(helm, **{"ingress.enabled": "true"})
     deployment, service, ingress = (find_one(docs, k) for k in ("Deployment", "Service", "Ingress"))
     spec = translate(deployment, docs, pod_name="t-reviewserve-c")
