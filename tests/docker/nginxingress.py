@@ -130,7 +130,7 @@ class Nginx:
             *(["user root root;"] if os.geteuid() == 0 else []),
             f"pid {self.workdir}/nginx.pid;",
             f"error_log {self.error_log} info;",
-            "events { worker_connections 4096; }"  # ingress-nginx: max-worker-connections 16384,
+            "events { worker_connections 4096; }",  # ingress-nginx allows 16384 (max-worker-connections)
             "http {",
             "  log_format upstreams '$msec $status $request_method $request_uri "
             "upstream=$upstream_addr ustatus=$upstream_status';",
