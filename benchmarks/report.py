@@ -374,8 +374,8 @@ def write(
     out = [
         "# Benchmarks",
         "",
-        "Written by `make bench` (reviewserve against its peers), `make bench-slow` (slow clients) and "
-        "`make bench-soak` (soak with recycling), `make bench-overload` (open-loop overload); raw numbers in "
+        "Written by `make bench` (reviewserve against its peers), `make bench-slow` (slow clients), "
+        "`make bench-soak` (soak with recycling) and `make bench-overload` (open-loop overload); raw numbers in "
         "`benchmarks/results/`. Rerun them on the "
         "machine at hand: every figure below comes from one run of the command named above it.",
         "",
