@@ -287,8 +287,8 @@ def test_kind_gateway_and_route_match_gateway_api_crd_schemas(kit: Any) -> None:
 @pytest.mark.parametrize(("release", "namespace"), [("reviewserve", "reviewserve"), ("demo", "shop")])
 def test_kind_route_attaches_to_the_kind_gateway(kit: Any, release: str, namespace: str) -> None:
     """With k8s/values-kind.yaml the HTTPRoute names the Gateway of k8s/gateway.yaml by name, namespace
-    and listener, that listener admits routes from the release's namespace, the route sends every path
-    (so /predict) to the release's Service, and no Ingress is rendered (kind runs no Ingress controller).
+    and listener, that listener admits routes from the release's namespace, the route sends the API paths
+    (/predict, /v2) to the release's Service, and no Ingress is rendered (kind runs no Ingress controller).
     """
     res = kit.helm(
         "helm4", "template", release, str(kit.chart), "--namespace", namespace,
@@ -310,7 +310,11 @@ def test_kind_route_attaches_to_the_kind_gateway(kit: Any, release: str, namespa
     assert gateway["spec"]["gatewayClassName"] == "nginx"  # the GatewayClass NGF's chart creates by default
     assert not route["spec"].get("hostnames"), "any host name, so http://localhost/ matches"
     for rule in route["spec"]["rules"]:
-        assert rule["matches"] == [{"path": {"type": "PathPrefix", "value": "/"}}] and "filters" not in rule
+        # The API paths only (issue 16 item 8): /metrics and /openapi.json stay on the Service.
+        assert rule["matches"] == [
+            {"path": {"type": "Exact", "value": "/predict"}},
+            {"path": {"type": "PathPrefix", "value": "/v2"}},
+        ] and "filters" not in rule
         assert rule["backendRefs"] == [
             {"name": service["metadata"]["name"], "port": service["spec"]["ports"][0]["port"], "weight": 1}
         ]
