@@ -56,6 +56,9 @@ tool, args = sys.argv[1], sys.argv[2:]
 with open(os.environ["RECORD_LOG"], "a") as log:
     log.write(json.dumps([tool, *args]) + "\n")
 if tool == "kind":
+    if "--config" in args and os.environ.get("KEEP_KIND_CONFIG"):
+        with open(args[args.index("--config") + 1]) as src, open(os.environ["KEEP_KIND_CONFIG"], "w") as dst:
+            dst.write(src.read())
     if args[:1] == ["version"]:
         print(os.environ.get("FAKE_KIND_VERSION", "kind v0.30.0 go1.24.6 linux/amd64"))
     elif args[:2] == ["get", "clusters"]:
@@ -63,7 +66,12 @@ if tool == "kind":
 elif tool == "docker":
     if args[:2] == ["buildx", "version"]:
         sys.exit(0 if os.environ.get("FAKE_BUILDX") == "1" else 1)
-    if args and args[0] == "save":
+    if args[:1] == ["version"]:
+        print(os.environ.get("FAKE_DOCKER_ARCH", "amd64"))
+    if args[:2] == ["save", "--help"]:
+        # Docker >= 28 has `docker save --platform`.
+        print("  -o, --output string" + ("\n      --platform stringArray" if os.environ.get("FAKE_SAVE_PLATFORM") == "1" else ""))
+    elif args and args[0] == "save":
         with open(args[args.index("-o") + 1], "wb") as out:
             out.write(b"image archive")
 elif tool == "kubectl" and "get" in args and "-l" in args:
@@ -104,7 +112,9 @@ def _calls(log: Path) -> list[list[str]]:
     return [json.loads(line) for line in log.read_text().splitlines()]
 
 
-def _run_deploy(kit: Any, tmp_path: Path, release: str, namespace: str, buildx: bool) -> list[list[str]]:
+def _run_deploy(
+    kit: Any, tmp_path: Path, release: str, namespace: str, buildx: bool, **extra_env: str
+) -> list[list[str]]:
     """Run kind-deploy.sh for ``release``/``namespace`` with recorders; return the recorded calls."""
     docs = kit.helm(
         "helm3", "template", release, str(kit.chart), "-n", namespace, "-f", str(REPO / "k8s/values-kind.yaml")
@@ -129,6 +139,7 @@ def _run_deploy(kit: Any, tmp_path: Path, release: str, namespace: str, buildx: 
         "NAMESPACE": namespace,
         "IMAGE_TAG": "kind-test",
         "TOOLS_DIR": str(tmp_path / "no-tools"),  # the user's own helm, as on a laptop
+        **extra_env,
     }
     res = subprocess.run(
         ["bash", str(SCRIPTS / "kind-deploy.sh")], capture_output=True, text=True, env=env, timeout=120, check=False
@@ -137,7 +148,9 @@ def _run_deploy(kit: Any, tmp_path: Path, release: str, namespace: str, buildx: 
     return _calls(log)
 
 
-def _run_up(tmp_path: Path, clusters: str = "", kind_version: str | None = None) -> tuple[int, str, list[list[str]]]:
+def _run_up(
+    tmp_path: Path, clusters: str = "", kind_version: str | None = None, **extra_env: str
+) -> tuple[int, str, list[list[str]]]:
     """Run kind-up.sh with recorders (helm too); return its exit code, stderr and the recorded calls."""
     bin_dir = _recorders(tmp_path, ("docker", "kind", "kubectl", "helm"))
     log = tmp_path / "calls.jsonl"
@@ -148,6 +161,7 @@ def _run_up(tmp_path: Path, clusters: str = "", kind_version: str | None = None)
         "RECORD_LOG": str(log),
         "FAKE_KIND_CLUSTERS": clusters,
         "TOOLS_DIR": str(tmp_path / "no-tools"),  # the user's own helm (here: the recorder)
+        **extra_env,
     }
     if kind_version:
         env["FAKE_KIND_VERSION"] = kind_version
@@ -371,7 +385,7 @@ def test_kind_deploy_loads_an_image_without_attestation(kit: Any, tmp_path: Path
         assert "--provenance=false" in builds[0] and "--load" in builds[0]
     else:
         assert builds[0][1] == "build" and "--provenance=false" not in builds[0]
-    save = next(c for c in calls if c[0] == "docker" and c[1] == "save")
+    save = next(c for c in calls if c[0] == "docker" and c[1] == "save" and "--help" not in c)
     archive = save[save.index("-o") + 1]
     assert save[-1] == "reviewserve:kind-test"
     loads = [c for c in calls if c[0] == "kind" and "load" in c]
@@ -573,3 +587,84 @@ def test_e2e_route_check_reads_gateway_status(kit: Any) -> None:
     assert problem.startswith("nginx-gateway/gateway (http): ResolvedRefs False (BackendNotFound")
     # A status for a Gateway of the same name in another namespace is not this route's.
     assert e2e.route_parent_problems({**route, "status": status("True", "ResolvedRefs", namespace="default")})
+
+
+# ------------------------------------------------------------- issue 16, items 14 and 16 ---
+
+
+@pytest.mark.parametrize("port", ["8080", "80"])
+def test_kind_host_port_is_a_variable_of_kind_up(tmp_path: Path, port: str) -> None:
+    """Issue 16 item 14: `KIND_HOST_PORT=8080 make kind-up` (rootless Docker, Podman: no ports below
+    1024) creates the cluster with the Gateway on 127.0.0.1:8080, the rest of the config unchanged;
+    kind-e2e then targets that port."""
+    kept = tmp_path / "kind-config.yaml"
+    code, stderr, calls = _run_up(tmp_path, KIND_HOST_PORT=port, KEEP_KIND_CONFIG=str(kept))
+    assert code == 0, stderr
+    [create] = [c for c in calls if c[:3] == ["kind", "create", "cluster"]]
+    used = yaml.safe_load(kept.read_text())
+    original = yaml.safe_load((REPO / "k8s" / "kind-config.yaml").read_text())
+    [mapping] = used["nodes"][0]["extraPortMappings"]
+    assert mapping["hostPort"] == int(port) and mapping["listenAddress"] == "127.0.0.1"
+    original["nodes"][0]["extraPortMappings"][0]["hostPort"] = int(port)
+    assert used == original
+    if port == "80":
+        assert _opt(create, "--config") == str(REPO / "k8s" / "kind-config.yaml")
+    makefile = (REPO / "Makefile").read_text()
+    assert "KIND_HOST_PORT" in makefile
+    env = {"PATH": "/usr/bin:/bin", "KIND_HOST_PORT": port, "HOME": str(tmp_path)}
+    url = subprocess.run(
+        ["bash", "-c", f"source {SCRIPTS / 'lib.sh'}; echo $GATEWAY_BASE_URL"],
+        capture_output=True, text=True, env=env, timeout=30, check=True,
+    ).stdout.strip()  # fmt: skip
+    assert url == ("http://localhost" if port == "80" else f"http://localhost:{port}")
+    assert 'GATEWAY_URL:-${GATEWAY_BASE_URL}' in (SCRIPTS / "kind-e2e.sh").read_text()
+
+
+def test_kind_up_refuses_a_bad_host_port(tmp_path: Path) -> None:
+    """Item 14: a typo in KIND_HOST_PORT is an error before any cluster is created."""
+    code, stderr, calls = _run_up(tmp_path, KIND_HOST_PORT="80a")
+    assert code != 0 and "KIND_HOST_PORT" in stderr
+    assert not [c for c in calls if c[:3] == ["kind", "create", "cluster"]]
+
+
+@pytest.mark.parametrize("save_platform", [True, False])
+def test_kind_deploy_builds_and_saves_one_platform(kit: Any, tmp_path: Path, save_platform: bool) -> None:
+    """Issue 16 item 16: the image is built for the node's platform (the Docker engine's architecture, or
+    KIND_PLATFORM) and `docker save --platform` keeps only it in the archive when Docker has the flag (>= 28)."""
+    calls = _run_deploy(
+        kit, tmp_path, "demo", "shop", buildx=True, FAKE_DOCKER_ARCH="arm64",
+        FAKE_SAVE_PLATFORM="1" if save_platform else "0",
+    )  # fmt: skip
+    build = next(c for c in calls if c[0] == "docker" and "build" in c)
+    assert _opt(build, "--platform") == "linux/arm64"
+    save = next(c for c in calls if c[:2] == ["docker", "save"] and "--help" not in c)
+    if save_platform:
+        assert _opt(save, "--platform") == "linux/arm64"
+    else:
+        assert "--platform" not in save, "an older Docker has no save --platform"
+    (tmp_path / "x").mkdir()
+    chosen = _run_deploy(kit, tmp_path / "x", "demo", "shop", buildx=True, KIND_PLATFORM="linux/amd64",
+                         FAKE_SAVE_PLATFORM="1")  # fmt: skip
+    save = next(c for c in chosen if c[:2] == ["docker", "save"] and "--help" not in c)
+    assert _opt(save, "--platform") == "linux/amd64"
+
+
+def test_kind_e2e_needs_only_the_e2e_extra() -> None:
+    """Item 16: `make kind-e2e` installs the e2e extra, not the dev one (tritonclient, moto, mutmut), and
+    that extra covers every third-party import of tests/e2e and the root conftest."""
+    import tomllib
+
+    makefile = (REPO / "Makefile").read_text()
+    target = re.search(r"^kind-e2e:([^#\n]*)", makefile, flags=re.M)
+    assert target and "install-dev" not in target.group(1) and ".e2e-installed" in target.group(1)
+    assert ".[e2e]" in makefile
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    e2e = {re.split(r"[<>=\[ ]", r)[0].lower() for r in extras["e2e"]}
+    assert not e2e & {"tritonclient", "moto", "mutmut", "schemathesis"}
+    imported = set()
+    for path in [*(REPO / "tests" / "e2e").glob("*.py"), REPO / "tests" / "conftest.py"]:
+        for m in re.finditer(r"^(?:import|from) ([a-zA-Z_]+)", path.read_text(), flags=re.M):
+            imported.add(m.group(1))
+    local = {"release", "conftest", "tests", "reviewserve", "__future__"}
+    third_party = {m for m in imported - local if m not in sys.stdlib_module_names}
+    assert third_party <= e2e | {"yaml"} and ("yaml" not in third_party or "pyyaml" in e2e), third_party
