@@ -183,6 +183,7 @@ def test_crd_validator_knows_trigger_authentication(kit: Any) -> None:
 
 BATCH_SETS = ("batch.databaseSecret.name=db", "batch.job.enabled=true")
 JOB_LOOKUP = '(lookup "batch/v1" "Job" .Release.Namespace $name)'
+RUNS_LOOKUP = '(lookup "v1" "ConfigMap" .Release.Namespace $runsName)'
 
 
 def test_one_off_job_is_named_by_its_run_id(kit: Any) -> None:
@@ -203,15 +204,29 @@ def test_one_off_job_is_named_by_its_run_id(kit: Any) -> None:
 
 
 def test_an_upgrade_never_restarts_or_deletes_a_run(kit: Any, tmp_path: Path) -> None:
-    """Item 4: when the run id's Job exists (lookup on the live cluster), an upgrade - an image bump
-    with --reuse-values - renders no Job: nothing is created, and `keep` stops Helm deleting the running one."""
+    """Item 4: when the run id's Job exists, or the release's record of run ids has it (lookup on the live
+    cluster), an upgrade - an image bump with --reuse-values - renders no Job: nothing is created, and
+    `keep` stops Helm deleting the running one."""
     live = _chart_with_lookup(kit, tmp_path / "live", "batch-job.yaml", JOB_LOOKUP, '(dict "kind" "Job")')
     docs = _render_chart(kit, live, *BATCH_SETS, "batch.job.runId=backfill-1", "image.tag=2.0.0")
     assert not [d for d in docs if d["kind"] == "Job"]
+    # The finished Job was removed (ttlSecondsAfterFinished): the record of run ids still says it ran.
+    record = _chart_with_lookup(kit, tmp_path / "record", "batch-job.yaml", RUNS_LOOKUP,
+                                '(dict "data" (dict "runs" "backfill-0,backfill-1"))')  # fmt: skip
+    docs = _render_chart(kit, record, *BATCH_SETS, "batch.job.runId=backfill-1", "image.tag=2.0.0")
+    assert not [d for d in docs if d["kind"] == "Job"]
+    [runs] = [d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-score-runs")]
+    assert runs["data"]["runs"] == "backfill-0,backfill-1"
+    # Batch turned off later: the record stays in the release.
+    docs = _render_chart(kit, record, "batch.job.enabled=false")
+    assert [d["data"]["runs"] for d in docs if d["kind"] == "ConfigMap" and "runs" in d.get("data", {})] == [
+        "backfill-0,backfill-1"
+    ]
     # A new run id (no such Job yet) is a new run.
     new = _chart_with_lookup(kit, tmp_path / "new", "batch-job.yaml", JOB_LOOKUP, "(dict)")
     docs = _render_chart(kit, new, *BATCH_SETS, "batch.job.runId=backfill-2", "image.tag=2.0.0")
     assert [d["metadata"]["name"] for d in docs if d["kind"] == "Job"] == [f"{kit.fullname}-score-backfill-2"]
+    assert [d["data"]["runs"] for d in docs if d["metadata"]["name"].endswith("-score-runs")] == ["backfill-2"]
 
 
 # ---------------------------------------------------------------- 5 skaffold ---
