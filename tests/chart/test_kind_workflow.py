@@ -70,7 +70,8 @@ elif tool == "docker":
         print(os.environ.get("FAKE_DOCKER_ARCH", "amd64"))
     if args[:2] == ["save", "--help"]:
         # Docker >= 28 has `docker save --platform`.
-        print("  -o, --output string" + ("\n      --platform stringArray" if os.environ.get("FAKE_SAVE_PLATFORM") == "1" else ""))
+        platform = os.environ.get("FAKE_SAVE_PLATFORM") == "1"
+        print("  -o, --output string" + ("\n      --platform stringArray" if platform else ""))
     elif args and args[0] == "save":
         with open(args[args.index("-o") + 1], "wb") as out:
             out.write(b"image archive")
@@ -145,6 +146,7 @@ def _run_deploy(
         ["bash", str(SCRIPTS / "kind-deploy.sh")], capture_output=True, text=True, env=env, timeout=120, check=False
     )
     assert res.returncode == 0, res.stdout + res.stderr
+    (tmp_path / "helm-stdout.yaml").write_text(res.stdout)  # the recorder's helm renders the release here
     return _calls(log)
 
 
@@ -668,3 +670,164 @@ def test_kind_e2e_needs_only_the_e2e_extra() -> None:
     local = {"release", "conftest", "tests", "reviewserve", "__future__"}
     third_party = {m for m in imported - local if m not in sys.stdlib_module_names}
     assert third_party <= e2e | {"yaml"} and ("yaml" not in third_party or "pyyaml" in e2e), third_party
+
+
+# ------------------------------------------------- issue 16, items 3, 13, 17: the documented commands ---
+
+DOC_FILES = ("docs/kubernetes.md", "docs/batch.md", "docs/streaming.md", "README.md")
+MY_VALUES = {"image": {"repository": "registry.example.com/reviewserve", "tag": "1.0.0"}}
+
+
+def _doc_commands() -> list[tuple[str, list[str]]]:
+    """Every command line of the docs' bash blocks (continuations joined, comments dropped), as argv."""
+    import shlex
+
+    found = []
+    for name in DOC_FILES:
+        for block in re.findall(r"```bash\n(.*?)```", (REPO / name).read_text(), flags=re.S):
+            for line in block.replace("\\\n", " ").splitlines():
+                argv = shlex.split(line, comments=True)
+                if argv:
+                    found.append((name, argv))
+    return found
+
+
+def _helm_install_commands() -> list[tuple[str, list[str], list[str]]]:
+    """The documented `helm upgrade`/`helm install` commands, each with the values of the command before it
+    in the same file (what `--reuse-values` reuses)."""
+    out, previous = [], {}
+    for name, argv in _doc_commands():
+        if argv[0] == "helm" and argv[1] in ("upgrade", "install"):
+            out.append((name, argv, previous.get(name, [])))
+            previous[name] = argv
+    return out
+
+
+def _template_args(argv: list[str], tmp_path: Path, chart_package: Path) -> list[str]:
+    """`helm template` arguments rendering what a documented `helm upgrade --install` would apply."""
+    drop = {"upgrade", "install", "--install", "--wait", "--create-namespace", "--reuse-values", "--atomic"}
+    with_value = {"--timeout", "--version"}
+    my_values = tmp_path / "my-values.yaml"
+    my_values.write_text(yaml.safe_dump(MY_VALUES))
+    args, skip = ["template"], False
+    for a in argv[1:]:
+        if skip:
+            skip = False
+        elif a in with_value:
+            skip = True
+        elif a not in drop:
+            if a.startswith("oci://"):
+                a = str(chart_package)
+            elif a == "charts/reviewserve":
+                a = str(REPO / "charts" / "reviewserve")
+            elif a.startswith("my-") and a.endswith(".yaml"):
+                a = str(my_values)
+            args.append(a)
+    return args
+
+
+def _value_flags(argv: list[str]) -> list[str]:
+    """The values flags of a command (-f/--values/--set...), with their arguments."""
+    flags = ("-f", "--values", "--set", "--set-string", "--set-json")
+    return [x for i, a in enumerate(argv[:-1]) if a in flags for x in (a, argv[i + 1])]
+
+
+def _sets(argv: list[str]) -> list[str]:
+    return [argv[i + 1] for i, a in enumerate(argv[:-1]) if a in ("--set", "--set-string", "--set-json")]
+
+
+@pytest.fixture(scope="module")
+def chart_package(kit: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The chart packaged as the docs say (`helm package charts/reviewserve --destination dist/`)."""
+    dist = tmp_path_factory.mktemp("dist")
+    [package] = [argv for _, argv in _doc_commands() if argv[:2] == ["helm", "package"]]
+    args = [str(REPO / a) if a == "charts/reviewserve" else str(dist) if a == "dist/" else a for a in package[1:]]
+    res = kit.helm("helm3", *args)
+    assert res.returncode == 0, res.stderr
+    [tgz] = list(dist.glob("*.tgz"))
+    return tgz
+
+
+def test_docs_helm_commands_render_and_keep_the_release(kit: Any, tmp_path: Path, chart_package: Path) -> None:
+    """Items 3 and 13: every documented `helm upgrade`/`helm install` renders (schema and render-time
+    checks pass) and keeps the release's other values: it passes a values file, reuses the values, or is
+    a first install naming the image - never a bare `--set` that resets the release to the defaults."""
+    commands = _helm_install_commands()
+    assert len(commands) >= 6, commands
+    for name, argv, before in commands:
+        keeps = {"-f", "--values", "--reuse-values", "--reset-then-reuse-values"} & set(argv)
+        first_install = any(s.startswith("image.repository=") for s in _sets(argv))
+        assert keeps or first_install, f"{name}: {' '.join(argv)} would reset the release's values"
+        args = _template_args(argv, tmp_path, chart_package)
+        if "--reuse-values" in argv:  # what the release had: the previous command's values, then these
+            args = [*args[:3], *_value_flags(_template_args(before, tmp_path, chart_package)), *args[3:]]
+        res = kit.helm("helm3", *args)
+        assert res.returncode == 0, f"{name}: {' '.join(argv)}\n{res.stderr}"
+
+
+def test_docs_ingress_host_form_works(kit: Any, tmp_path: Path, chart_package: Path) -> None:
+    """Item 13: the documented way to set the Ingress host gives the whole entry (host and the API paths);
+    `--set ingress.hosts[0].host=...` alone, which the schema refuses, is not suggested anywhere."""
+    for name in DOC_FILES:
+        assert "`ingress.hosts[0].host=reviewserve.example.com`" not in (REPO / name).read_text(), name
+    for name, argv in _doc_commands():
+        assert not [s for s in _sets(argv) if s.startswith("ingress.hosts[")], f"{name}: {argv}"
+    bare = kit.template(sets=("ingress.enabled=true", "ingress.hosts[0].host=reviewserve.example.com"))
+    assert bare.returncode != 0 and "paths" in bare.stderr
+    [argv] = [a for _, a, _ in _helm_install_commands() if any(s.startswith("ingress.hosts=") for s in _sets(a))]
+    res = kit.helm("helm3", *_template_args(argv, tmp_path, chart_package))
+    assert res.returncode == 0, res.stderr
+    [ingress] = [d for d in yaml.safe_load_all(res.stdout) if d and d["kind"] == "Ingress"]
+    [rule] = ingress["spec"]["rules"]
+    assert rule["host"] == "reviewserve.example.com"
+    assert {p["path"] for p in rule["http"]["paths"]} == {"/predict", "/v2"}
+
+
+def test_docs_kind_commands_keep_the_route_and_the_loaded_image(kit: Any, tmp_path: Path) -> None:
+    """Item 3: the documented way to change the kind release (batch, stream) is `make kind-deploy` with
+    HELM_ARGS; run through kind-deploy.sh, the release keeps the HTTPRoute and the image kind loaded,
+    and gets what the arguments ask for."""
+    commands = [(n, a) for n, a in _doc_commands() if "kind-deploy" in a and any(x.startswith("HELM_ARGS=") for x in a)]
+    assert {n for n, _ in commands} >= {"docs/batch.md", "docs/streaming.md", "docs/kubernetes.md"}, commands
+    extra = tmp_path / "my-kind-values.yaml"
+    extra.write_text("{}\n")
+    for i, (name, argv) in enumerate(commands):
+        helm_args = next(a for a in argv if a.startswith("HELM_ARGS=")).split("=", 1)[1]
+        helm_args = helm_args.replace("my-kind-values.yaml", str(extra))
+        run_dir = tmp_path / f"run{i}"
+        run_dir.mkdir()
+        _run_deploy(kit, run_dir, "reviewserve", "reviewserve", buildx=True, HELM_ARGS=helm_args)
+        docs = [d for d in yaml.safe_load_all((run_dir / "helm-stdout.yaml").read_text()) if d]
+        kinds = {d["kind"] for d in docs}
+        assert "HTTPRoute" in kinds, f"{name}: {helm_args} deletes the HTTPRoute"
+        images = {c["image"] for d in docs if d["kind"] == "Deployment" and "redis" not in d["metadata"]["name"]
+                  for c in d["spec"]["template"]["spec"]["containers"]}  # fmt: skip
+        assert images == {"reviewserve:kind-test"}, f"{name}: {helm_args} -> {images}"
+        if "batch.cronJob.enabled=true" in helm_args:
+            assert "CronJob" in kinds
+        if "stream.enabled=true" in helm_args:
+            assert any(d["kind"] == "Deployment" and d["metadata"]["name"].endswith("-stream") for d in docs)
+
+
+def test_docs_show_how_the_image_and_chart_reach_a_registry(chart_package: Path) -> None:
+    """Item 17: "Install with Helm (any cluster)" builds, tags and pushes the image it installs (also as a
+    multi-platform image for amd64 and arm64 nodes), and pushes the chart as an OCI artifact whose
+    package name is what `helm package` makes."""
+    commands = [a for n, a in _doc_commands() if n == "docs/kubernetes.md"]
+    installs = [a for a in commands if a[:2] == ["helm", "upgrade"] and "image.tag=1.0.0" in _sets(a)]
+    assert installs
+    ref = "registry.example.com/reviewserve:1.0.0"
+    for install in installs:
+        sets = dict(s.split("=", 1) for s in _sets(install))
+        assert f"{sets['image.repository']}:{sets['image.tag']}" == ref
+    assert ["docker", "build", "-t", ref, "."] in commands
+    assert ["docker", "push", ref] in commands
+    [multi] = [a for a in commands if a[:3] == ["docker", "buildx", "build"]]
+    platforms = set(multi[multi.index("--platform") + 1].split(","))
+    assert {"linux/amd64", "linux/arm64"} <= platforms and "--push" in multi and ref in multi
+    [push] = [a for a in commands if a[:2] == ["helm", "push"]]
+    assert Path(push[2]).name == chart_package.name and push[3].startswith("oci://")
+    chart = yaml.safe_load((REPO / "charts" / "reviewserve" / "Chart.yaml").read_text())
+    oci = [a for a in installs if any(x.startswith("oci://") for x in a)]
+    assert oci and all(a[a.index("--version") + 1] == chart["version"] for a in oci)
+    assert next(x for x in oci[0] if x.startswith("oci://")) == f"{push[3]}/{chart['name']}"

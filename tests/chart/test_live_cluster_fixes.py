@@ -265,7 +265,7 @@ def test_turning_autoscaling_on_keeps_the_live_replicas(
 ) -> None:
     """Item 6: with autoscaling the Deployment carries the live replica count (lookup) on an upgrade, so
     Helm's patch never removes `replicas` and the API never defaults it to 1 before the HPA acts."""
-    result = '(dict)' if live is None else f'(dict "spec" (dict "replicas" {live}))'
+    result = "(dict)" if live is None else f'(dict "spec" (dict "replicas" {live}))'
     chart = _chart_with_lookup(kit, tmp_path, "deployment.yaml", DEPLOY_LOOKUP, result)
     deployment = next(d for d in _render_chart(kit, chart, *sets) if d["kind"] == "Deployment")
     assert deployment["spec"].get("replicas") == expected
@@ -465,7 +465,10 @@ def _requests(path: str, status: str, per_minute: int) -> dict[str, str]:
 
 
 def _total(status: str, per_minute: int) -> dict[str, str]:
-    return {"series": f'flask_http_request_total{{{SEL},method="GET",status="{status}"}}', "values": f"0+{per_minute}x30"}
+    return {
+        "series": f'flask_http_request_total{{{SEL},method="GET",status="{status}"}}',
+        "values": f"0+{per_minute}x30",
+    }
 
 
 def test_readiness_503s_and_probe_traffic_are_not_errors(promtool: str, kit: Any, tmp_path: Path) -> None:
@@ -522,8 +525,8 @@ def test_stream_lag_alert(promtool: str, kit: Any, tmp_path: Path) -> None:
     assert "ReviewserveStreamLagHigh" in _alert_names(rules)
 
     def lag(pod: str, values: str) -> dict[str, str]:
-        return {"series": f'reviewserve_stream_group_lag{{namespace="{NS}",pod="{pod}",stream="reviews",group="scorers"}}',
-                "values": values}  # fmt: skip
+        labels = f'namespace="{NS}",pod="{pod}",stream="reviews",group="scorers"'
+        return {"series": f"reviewserve_stream_group_lag{{{labels}}}", "values": values}
 
     _promtool_test(promtool, rules, tmp_path, [
         {"interval": "1m", "input_series": [lag("a", "5000x30"), lag("b", "5000x30")],
@@ -549,7 +552,9 @@ def test_batch_cronjob_not_succeeded_alert(promtool: str, kit: Any, tmp_path: Pa
             {"series": f"kube_cronjob_next_schedule_time{{{cron}}}", "values": f"{next_schedule}x60"},
         ]
         if last_success is not None:
-            out.append({"series": f"kube_cronjob_status_last_successful_time{{{cron}}}", "values": f"{last_success}x60"})
+            out.append(
+                {"series": f"kube_cronjob_status_last_successful_time{{{cron}}}", "values": f"{last_success}x60"}
+            )
         return out
 
     firing = [{"exp_labels": {"severity": "warning", "namespace": NS, "cronjob": f"{SVC}-score"}}]
