@@ -95,7 +95,7 @@ kind-up: ## Local kind cluster: NGINX Gateway Fabric + Gateway on localhost:$(KI
 kind-deploy: ## Build the image, load it into kind, helm upgrade --install --wait
 	bash k8s/scripts/kind-deploy.sh
 
-kind-e2e: $(VENV)/.e2e-installed ## End-to-end tests against the kind cluster (only the e2e extra: pytest, requests)
+kind-e2e: $(VENV)/.e2e-installed ## End-to-end tests against the kind cluster (only the e2e extra: pytest, kubernetes, requests)
 	bash k8s/scripts/kind-e2e.sh
 
 kind-down: ## Delete the kind cluster

@@ -667,7 +667,7 @@ def test_kind_e2e_needs_only_the_e2e_extra() -> None:
     assert not e2e & {"tritonclient", "moto", "mutmut", "schemathesis"}
     imported = set()
     for path in [*(REPO / "tests" / "e2e").glob("*.py"), REPO / "tests" / "conftest.py"]:
-        for m in re.finditer(r"^(?:import|from) ([a-zA-Z_]+)", path.read_text(), flags=re.M):
+        for m in re.finditer(r"^\s*(?:import|from) ([a-zA-Z_]+)", path.read_text(), flags=re.M):
             imported.add(m.group(1))
     local = {"release", "conftest", "test_cluster", "tests", "reviewserve", "__future__"}
     third_party = {m for m in imported - local if m not in sys.stdlib_module_names}
