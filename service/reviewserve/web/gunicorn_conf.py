@@ -1,7 +1,7 @@
 """gunicorn configuration (``--config python:reviewserve.web.gunicorn_conf``), all from Settings.
 
-Import order matters: PROMETHEUS_MULTIPROC_DIR must be set (and emptied) before prometheus_client
-is imported, which happens when the app is preloaded after this module runs.
+Import order matters: PROMETHEUS_MULTIPROC_DIR must point at this server's own metrics folder before
+prometheus_client is imported, which happens when the app is preloaded after this module runs.
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from __future__ import annotations
 import gc
 import logging
 import os
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -18,23 +17,11 @@ from gunicorn.glogging import Logger
 
 from reviewserve.logs import logging_config
 from reviewserve.settings import get_settings
-from reviewserve.web import balance  # noqa: F401  (its shared table must exist before the fork)
+from reviewserve.web import balance, metricsdir  # noqa: F401  (balance: its shared table must exist before the fork)
 
 _settings = get_settings()
-_metrics_dir = Path(os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(_settings.prometheus_multiproc_dir)))
-
-
-def _clear_metrics_dir() -> None:
-    # Files from a previous run would be summed into this run's counters.
-    _metrics_dir.mkdir(parents=True, exist_ok=True)
-    for entry in _metrics_dir.iterdir():
-        if entry.is_dir():
-            shutil.rmtree(entry)
-        else:
-            entry.unlink()
-
-
-_clear_metrics_dir()
+# This server's own folder under PROMETHEUS_MULTIPROC_DIR; folders of stopped servers are removed.
+metricsdir.claim(Path(_settings.prometheus_multiproc_dir))
 
 bind = f"{_settings.host}:{_settings.port}"
 workers = _settings.workers
@@ -98,10 +85,13 @@ def when_ready(server: Any) -> None:
 
 
 def child_exit(server: Any, worker: Any) -> None:
-    """A worker exited: mark its live gauges dead so they drop out of /metrics."""
-    from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMetrics
+    """A worker exited (recycled, killed, timed out): fold its metric files into the archive."""
+    metricsdir.fold(worker.pid)
 
-    GunicornInternalPrometheusMetrics.mark_process_dead_on_child_exit(worker.pid)
+
+def on_exit(server: Any) -> None:
+    """Master exit: remove this server's metrics folder."""
+    metricsdir.release()
 
 
 def worker_abort(worker: Any) -> None:

@@ -1,7 +1,8 @@
 """Prometheus metrics: HTTP metrics from prometheus-flask-exporter plus model metrics.
 
 Under gunicorn (``PROMETHEUS_MULTIPROC_DIR`` set) every worker writes its own files and ``/metrics``
-aggregates them, so counts are right whatever worker answers the scrape.
+aggregates them, so counts are right whatever worker answers the scrape; exited workers' files are folded
+into an archive (:mod:`reviewserve.web.metricsdir`), which the scrape reads with them.
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ from collections.abc import Sequence
 
 from flask import Flask, Request
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import choose_encoder
 from prometheus_flask_exporter import PrometheusMetrics
 from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMetrics
 
 from reviewserve.model import Prediction, Predictor
+from reviewserve.web.metricsdir import FoldAwareCollector
 
 PROBABILITY_BUCKETS = tuple(round(i / 10, 1) for i in range(1, 11))
 REVIEWS_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -74,11 +77,23 @@ class ModelMetrics:
             self.positive_probability.observe(prediction.positive_probability)
 
 
+class GunicornMetrics(GunicornInternalPrometheusMetrics):
+    """prometheus-flask-exporter's gunicorn mode, scraping with :class:`FoldAwareCollector`."""
+
+    def generate_metrics(self, accept_header: str | None = None, names: list[str] | None = None) -> tuple[str, str]:
+        """The exposition of every worker's files plus the archive, never in the middle of a fold."""
+        registry = CollectorRegistry()
+        FoldAwareCollector(registry)
+        generate_latest, content_type = choose_encoder(accept_header)
+        target = registry.restricted_registry(names) if names else registry
+        return generate_latest(target).decode("utf-8"), content_type
+
+
 def init_metrics(app: Flask) -> ModelMetrics:
     """Attach HTTP metrics and ``/metrics`` to ``app``; return the model metrics."""
     options = {"group_by": path, "buckets": LATENCY_BUCKETS, "excluded_paths": ["/metrics"]}
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        exporter: PrometheusMetrics = GunicornInternalPrometheusMetrics(app, **options)
+        exporter: PrometheusMetrics = GunicornMetrics(app, **options)
     else:
         exporter = PrometheusMetrics(app, registry=CollectorRegistry(auto_describe=True), **options)
     return ModelMetrics(exporter.registry)
