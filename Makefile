@@ -54,8 +54,8 @@ bench-smoke: install-dev ## The benchmark in seconds (what CI runs), written und
 bench-slow: install-dev ## 256 slow connections vs normal requests -> docs/benchmarks.md
 	$(BIN)/python -m benchmarks.slow_clients $(BENCH_ARGS)
 
-bench-soak: install-dev ## 10-minute soak at c=32, mixed traffic, recycling on -> docs/benchmarks.md
-	$(BIN)/python -m benchmarks.soak $(BENCH_ARGS)
+bench-soak: install-dev ## Soak at c=32, mixed traffic, recycling on (DURATION=3600: the hour; default 600 s) -> docs/benchmarks.md
+	$(BIN)/python -m benchmarks.soak $(if $(DURATION),--seconds $(DURATION)) $(BENCH_ARGS)
 
 bench-stream: install-dev ## Streaming (~4 min): in-process vs end-to-end messages/s, 1 and 2 consumers, latency
 	$(BIN)/python -m benchmarks.stream_throughput --out benchmarks/results/stream.json $(BENCH_ARGS)
