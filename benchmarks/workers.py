@@ -9,6 +9,7 @@ server's own subfolder; an exited worker's counts are folded into ``counter_arch
 from __future__ import annotations
 
 import json
+import struct
 import subprocess
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -29,7 +30,7 @@ def counts_from_metrics_dir(metrics_dir: Path, metric: str = REQUEST_COUNTER) ->
             continue
         try:
             values = list(MmapedDict.read_all_values_from_file(str(path)))
-        except FileNotFoundError:  # folded away meanwhile
+        except (FileNotFoundError, struct.error):  # folded away meanwhile, or just created and still empty
             continue
         for key, value, *_ in values:
             if json.loads(key)[1] == metric:

@@ -136,10 +136,22 @@ def db_files(folder: Path | str) -> list[str]:
     return sorted(glob.glob(os.path.join(folder, "*.db")))
 
 
+def readable(files: Iterable[str]) -> list[str]:
+    """``files`` minus those a worker has just created and not yet sized (prometheus_client cannot read them)."""
+    out = []
+    for f in files:
+        try:
+            if os.path.getsize(f) >= 8:  # the header; files only grow, so it cannot shrink before the read
+                out.append(f)
+        except FileNotFoundError:  # a live gauge marked dead by the library
+            continue
+    return out
+
+
 def view(files: Iterable[str]) -> dict[SampleKey, float]:
     """What a scrape of ``files`` shows for every counter, histogram and summary sample."""
     out: dict[SampleKey, float] = {}
-    for metric in MultiProcessCollector.merge(list(files), accumulate=True):
+    for metric in MultiProcessCollector.merge(readable(files), accumulate=True):
         if metric.type in FOLDED_TYPES:
             for s in metric.samples:
                 out[(metric.type, metric.name, metric.documentation, s.name, tuple(sorted(s.labels.items())))] = s.value
@@ -194,7 +206,7 @@ def fold(pid: int, folder: Path | str | None = None) -> int:
             if not own:
                 continue
             archive = folder / f"{typ}_{ARCHIVE}.db"
-            sources = ([str(archive)] if archive.exists() else []) + own
+            sources = ([str(archive)] if archive.exists() else []) + readable(own)
             archives[typ] = _merged_entries(sources)
             _write_archive(archive, archives[typ])
         for f in dead:
@@ -239,7 +251,7 @@ class FoldAwareCollector(MultiProcessCollector):
     def collect(self):  # type: ignore[no-untyped-def]  # (prometheus_client's signature)
         """Merge every metric file of the folder; never in the middle of a fold."""
         with _flock(Path(self._path) / FOLD_LOCK, fcntl.LOCK_SH):
-            return list(self.merge(db_files(self._path), accumulate=True))
+            return list(self.merge(readable(db_files(self._path)), accumulate=True))
 
 
 def usage(folder: Path | str) -> dict[str, int]:
