@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import statistics
 import time
 from pathlib import Path
 
@@ -48,7 +47,7 @@ def boots(container: str) -> int:
 
 
 def metrics_time(port: int, rounds: int = 15) -> tuple[float, str]:
-    """Median seconds of GET /metrics over ``rounds`` scrapes, and the last exposition."""
+    """Fastest of ``rounds`` GET /metrics (its cost without the noise of a shared machine), and the last text."""
     times, text = [], ""
     for _ in range(rounds):
         started = time.perf_counter()
@@ -56,7 +55,7 @@ def metrics_time(port: int, rounds: int = 15) -> tuple[float, str]:
         times.append(time.perf_counter() - started)
         assert resp.status == 200, resp
         text = resp.body.decode()
-    return statistics.median(times), text
+    return min(times), text
 
 
 def counted_posts(text: str) -> float:
@@ -98,10 +97,12 @@ def test_thousands_of_recycles_in_the_pod_spec(image: str, helm: Path, capsys: p
         try:
             for name, target in (("first", 100), ("last", RECYCLES)):
                 # each request is counted by one worker; a worker is recycled after MAX_REQUESTS of them
-                while sum(len(loop.results) for loop in loops) < (target + WORKERS) * MAX_REQUESTS:
+                while sum(len(loop.results) for loop in loops) < (target + WORKERS) * MAX_REQUESTS or (
+                    boots(replica.name) - WORKERS < target
+                ):
                     assert replica.running(), replica.logs()[-3000:]
                     assert time.monotonic() - started < 600 + RECYCLES, "the load stalled"
-                    time.sleep(1)
+                    time.sleep(3)
                 seconds, _ = metrics_time(port)
                 checkpoints[name] = {"recycles": boots(replica.name) - WORKERS, "metrics_s": seconds}
                 checkpoints[name].update(folder_usage(replica.name))
@@ -125,4 +126,4 @@ def test_thousands_of_recycles_in_the_pod_spec(image: str, helm: Path, capsys: p
     assert last["tmpfs_used"] <= first["tmpfs_used"] + 3 * 64 * 1024, checkpoints
     assert last["tmpfs_used"] < size_limit / 8, checkpoints
     # /metrics time: not growing with the recycles (generous: 2 shared cores, other tests running).
-    assert last["metrics_s"] <= 2 * first["metrics_s"] + 0.01, checkpoints
+    assert last["metrics_s"] <= 2 * first["metrics_s"] + 0.02, checkpoints
