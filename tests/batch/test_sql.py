@@ -284,7 +284,9 @@ def test_a_database_error_while_writing_stops_the_job_with_exit_code_1(db_url: s
     assert failed.returncode == 1, failed.stderr
     assert "boom at review 120" in failed.stderr and "Traceback" not in failed.stderr
     logs = [json.loads(line) for line in failed.stdout.splitlines() if line.startswith("{")]
-    assert not [line for line in logs if "exit_code" in line]  # no summary: the job did not finish
+    assert [line for line in logs if "exit_code" in line] == [failed.summary]  # the last line, once
+    assert failed.summary | {"exit_code": 1, "read": 100, "scored": 100, "total": rows} == failed.summary
+    assert "boom at review 120" in failed.summary["error"] and "\n" not in failed.summary["error"]
     assert [line["chunk"] for line in logs if line.get("message") == "chunk committed"] == [1, 2]
     # Only the two chunks before the failed one (the next chunk was already read ahead: not written).
     assert prediction_counts(db_url) == {"rows": 100, "ids": 100, "duplicates": 0}
