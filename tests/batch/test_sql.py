@@ -231,8 +231,10 @@ def test_clear_errors_for_a_wrong_table_column_shard_or_database(sqlite_url: str
     assert "['id', 'text']" in no_column.stderr
     bad_shard = score_in_process("--source", sqlite_url, "--shard", "2/2")
     assert bad_shard.returncode == 2 and "--shard" in bad_shard.stderr
-    unreachable = score_in_process("--source", "postgresql://nobody@127.0.0.1:1/none")
+    unreachable = score_in_process("--source", "postgresql://nobody@127.0.0.1:1/none", "--retry-for", "0")
     assert unreachable.returncode == 1 and "Traceback" not in unreachable.stderr
+    assert "Connection refused" in unreachable.stderr and len(unreachable.stderr.strip().splitlines()) == 1
+    assert unreachable.summary | {"exit_code": 1, "read": 0} == unreachable.summary
     other = score_in_process("--source", "mysql://u@h/db")
     assert other.returncode == 1 and "not supported" in other.stderr
     clash = score_in_process("--source", sqlite_url, "--predictions-table", "reviews")

@@ -197,7 +197,7 @@ def _run_score(settings: Settings, shard: Any, options: dict[str, Any], started:
     from reviewserve.batch.files import FilesError, FileStore, is_file_source
     from reviewserve.batch.job import run_job
     from reviewserve.batch.retry import Unavailable, first_line
-    from reviewserve.batch.sql import SourceError, SqlStore
+    from reviewserve.batch.sql import SourceError
     from reviewserve.model import ModelLoadError, Predictor
 
     try:
@@ -219,21 +219,7 @@ def _run_score(settings: Settings, shard: Any, options: dict[str, Any], started:
                 model_version=predictor.version,
             )
         else:
-            store = SqlStore(
-                source,
-                options["table"],
-                id_column=options["id_column"],
-                text_column=options["text_column"],
-                predictions=options["predictions_table"],
-                model_name=predictor.name,
-                model_version=predictor.version,
-                shard=shard,
-                retry_errors=options["retry_errors"],
-            )
-            if options["dry_run"]:
-                store.register_source(check_only=True)
-            else:
-                store.create_predictions_table()
+            store = _open_sql_store(source, shard, predictor, options)
         return run_job(
             store,
             predictor,
@@ -251,6 +237,40 @@ def _run_score(settings: Settings, shard: Any, options: dict[str, Any], started:
     finally:
         if store is not None:
             store.close()
+
+
+def _open_sql_store(source: str, shard: Any, predictor: Any, options: dict[str, Any]) -> Any:
+    """Reflect the source table and create/check the predictions table, retrying a transient error
+    (a database restarting when the job starts, shards starting at once on SQLite) for ``--retry-for``."""
+    from reviewserve.batch.retry import Retry
+    from reviewserve.batch.sql import SqlStore, is_transient
+
+    retry = Retry(options["retry_for"])
+    while True:
+        store = None
+        try:
+            store = SqlStore(
+                source,
+                options["table"],
+                id_column=options["id_column"],
+                text_column=options["text_column"],
+                predictions=options["predictions_table"],
+                model_name=predictor.name,
+                model_version=predictor.version,
+                shard=shard,
+                retry_errors=options["retry_errors"],
+            )
+            if options["dry_run"]:
+                store.register_source(check_only=True)
+            else:
+                store.create_predictions_table()
+            return store
+        except Exception as exc:
+            if store is not None:
+                store.close()
+            if not is_transient(exc):
+                raise
+            retry.wait(exc)
 
 
 @click.command("load-reviews")

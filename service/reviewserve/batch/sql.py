@@ -244,6 +244,9 @@ class SqlStore:
         except NoSuchTableError:
             raise SourceError(f"table {table!r} does not exist in {self.engine.url.render_as_string()}") from None
         except Exception as exc:  # unreachable server, bad credentials, ...
+            if is_transient(exc):
+                self.engine.dispose()
+                raise  # --retry-for retries it
             raise SourceError(f"cannot read table {table!r}: {first_line(exc)}") from exc
         columns = list(self.source.columns.keys())
         for option, name in (("--id-column", id_column), ("--text-column", text_column)):
