@@ -287,17 +287,23 @@ def _open_sql_store(source: str, shard: Any, predictor: Any, options: dict[str, 
 @click.option("--id-column", default="id", show_default=True, help="Integer key column of a new table.")
 @click.option("--text-column", default="text", show_default=True, help="Text column (and the CSV column to read).")
 @click.option("--replace", is_flag=True, help="Drop the table first.")
+@click.option("--append", is_flag=True, help="Add to a table that already holds reviews.")
 def load_reviews_command(
-    files: tuple[Path, ...], target: str, table: str, id_column: str, text_column: str, replace: bool
+    files: tuple[Path, ...], target: str, table: str, id_column: str, text_column: str, replace: bool, append: bool
 ) -> None:
-    """Load review FILES (text<TAB>label .txt/.tsv, or CSV with a header) into a table."""
+    """Load review FILES (text<TAB>label .txt/.tsv, or CSV with a header) into a table.
+
+    A table that already holds reviews is refused without --replace or --append (no doubled reviews).
+    """
     from sqlalchemy.exc import SQLAlchemyError
 
     from reviewserve.batch.load import load_reviews
     from reviewserve.batch.sql import SourceError
 
     try:
-        count = load_reviews(list(files), target, table, id_column=id_column, text_column=text_column, replace=replace)
+        count = load_reviews(
+            list(files), target, table, id_column=id_column, text_column=text_column, replace=replace, append=append
+        )
     except (SourceError, SQLAlchemyError, OSError, UnicodeDecodeError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(json.dumps({"table": table, "loaded": count}))
