@@ -23,6 +23,7 @@ import redis
 import requests
 
 from tests.conftest import MODEL_DIR, ROOT, free_port
+from tests.systools import missing_tool
 
 REDIS_SERVER = os.environ.get("REDIS_SERVER", "/usr/bin/redis-server")
 
@@ -58,9 +59,7 @@ class RedisServer:
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     """A private redis-server (no RDB, no AOF) for the whole session."""
     if not Path(REDIS_SERVER).exists() and shutil.which("redis-server") is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("redis-server is required on CI: apt-get install -y redis-server")
-        pytest.skip("redis-server not installed (apt-get install -y redis-server)")
+        missing_tool("redis-server", "redis-server")
     binary = REDIS_SERVER if Path(REDIS_SERVER).exists() else str(shutil.which("redis-server"))
     workdir = tmp_path_factory.mktemp("redis")
     port = free_port()
@@ -240,9 +239,7 @@ def postgres_url() -> Iterator[str]:
     import tempfile
 
     if not (PG_BIN / "initdb").exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"PostgreSQL is required on CI: {PG_BIN}/initdb not found")
-        pytest.skip(f"PostgreSQL not installed ({PG_BIN})")
+        missing_tool(f"{PG_BIN}/initdb", "postgresql-15")
     # initdb refuses root: as root, run initdb and the server as the postgres user (a direct child,
     # so signals reach it).
     as_user: dict[str, int] = {}

@@ -55,7 +55,7 @@ def model_metadata(name: str, version: str | None = None) -> Response:
             "name": predictor.name,
             "versions": [predictor.version],
             "platform": "scikit-learn",
-            "inputs": [{"name": "review", "datatype": "BYTES", "shape": [-1]}],
+            "inputs": [{"name": codecs.INPUT_NAME, "datatype": "BYTES", "shape": [-1]}],
             "outputs": [
                 {"name": "label", "datatype": "BYTES", "shape": [-1]},
                 {"name": "probability", "datatype": "FP64", "shape": [-1]},
