@@ -123,11 +123,11 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, OperationalError | InterfaceError)
 
 
-def make_engine(url: str, *, must_exist: bool = False) -> Engine:
-    """An engine for PostgreSQL (psycopg 3) or SQLite (WAL, 5 s busy timeout, the shard hash function).
+def make_engine(url: str, *, must_exist: bool = False, busy_timeout: float = 60.0) -> Engine:
+    """An engine for PostgreSQL (psycopg 3) or SQLite (WAL, ``busy_timeout`` seconds, the shard hash function).
 
     ``must_exist``: refuse a SQLite file that does not exist (connecting would create an empty one).
-    SQLite's busy timeout is per statement; ``--retry-for`` retries a ``database is locked`` past it.
+    SQLite's busy timeout is per statement; the batch job uses 5 s and ``--retry-for`` retries past it.
     """
     parsed = database_url(url)
     dialect = parsed.get_backend_name()
@@ -140,7 +140,7 @@ def make_engine(url: str, *, must_exist: bool = False) -> Engine:
             raise SourceError(
                 f"no SQLite database at {str(Path(path).resolve())!r} (sqlite:///relative/path, sqlite:////absolute/path)"
             )
-        engine = create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT})
+        engine = create_engine(parsed, connect_args={"timeout": busy_timeout})
         event.listen(engine, "connect", _sqlite_connect)
         return engine
     engine = create_engine(parsed, pool_pre_ping=True)
@@ -235,7 +235,7 @@ class SqlStore:
         shard: Shard | None = None,
         retry_errors: bool = False,
     ) -> None:
-        self.engine = make_engine(url, must_exist=True)
+        self.engine = make_engine(url, must_exist=True, busy_timeout=SQLITE_BUSY_TIMEOUT)
         self.dialect = self.engine.dialect.name
         self.model_name, self.model_version = model_name, model_version
         self.metadata = MetaData()
