@@ -9,21 +9,25 @@ ifneq ($(WORKERS),)
 export WORKERS
 endif
 
-.PHONY: help run dev test lint unit install install-dev lock clean bench bench-smoke bench-slow bench-overload bench-soak bench-stream bench-batch load-reviews score mutate tools chart-test kind-up kind-deploy kind-e2e kind-down
+.PHONY: help run dev test system-packages lint unit install install-dev lock clean bench bench-smoke bench-slow bench-overload bench-soak bench-stream bench-batch load-reviews score mutate tools chart-test kind-up kind-deploy kind-e2e kind-down
 
 help: ## List the targets
-	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(VENV)/.run-installed: $(BIN)/python pyproject.toml constraints.txt
-	$(BIN)/pip install --quiet -c constraints.txt -e .
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[eval]'  # eval: the plots of evaluate / train --eval
 	touch $@
 
 $(VENV)/.dev-installed: $(VENV)/.run-installed
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $@
+
+$(VENV)/.e2e-installed: $(VENV)/.run-installed
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[e2e]'
 	touch $@
 
 install: $(VENV)/.run-installed ## Create .venv and install the service
@@ -42,8 +46,11 @@ lint: install-dev ## ruff
 unit: install-dev ## Fast unit tests only
 	$(BIN)/python -m pytest tests/unit
 
-test: install-dev tools lint ## Everything: lint, unit, real gunicorn, chart, Docker (starts what it needs)
+test: system-packages install-dev tools lint ## Everything: lint, unit, real gunicorn, chart, Docker (starts what it needs)
 	$(BIN)/python -m pytest
+
+system-packages: ## Install the system packages the tests need (Debian, root/sudo), or list them and stop
+	bash .ci/system-packages
 
 bench: install-dev ## Benchmark vs peers (wrk; ~20-25 min on 2 cores) -> docs/benchmarks.md (BENCH_ARGS=--help)
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
@@ -64,8 +71,8 @@ bench-stream: install-dev ## Streaming (~4 min): in-process vs end-to-end messag
 	$(BIN)/python -m benchmarks.stream_throughput --out benchmarks/results/stream.json $(BENCH_ARGS)
 
 REVIEW_FILES ?= ../shared/data/uci-sentiment/*.txt
-load-reviews: install ## Load review files (REVIEW_FILES, default the UCI sentences) into SQLite reviews.db
-	$(BIN)/reviewserve load-reviews $(REVIEW_FILES)
+load-reviews: install ## Load review files (REVIEW_FILES, default the UCI sentences) into SQLite reviews.db (again: LOAD_ARGS=--replace)
+	$(BIN)/reviewserve load-reviews $(LOAD_ARGS) $(REVIEW_FILES)
 
 score: install ## Score the reviews table missing predictions (ARGS='--source postgresql://... --shard 0/2' etc.)
 	$(BIN)/reviewserve score $(ARGS)
@@ -82,13 +89,13 @@ tools: ## helm 3 + 4, checkov, promtool, CRD validators into .tools/ (the tests 
 chart-test: install-dev ## Chart proof only: helm lint/template, schema, kubernetes-validate, checkov, promtool
 	$(BIN)/python -m pytest tests/chart -q
 
-kind-up: ## Local kind cluster: NGINX Gateway Fabric + Gateway on localhost:80, metrics-server (Docker, helm, internet)
+kind-up: ## Local kind cluster: NGINX Gateway Fabric + Gateway on localhost:$(KIND_HOST_PORT) (default 80), metrics-server
 	bash k8s/scripts/kind-up.sh
 
 kind-deploy: ## Build the image, load it into kind, helm upgrade --install --wait
 	bash k8s/scripts/kind-deploy.sh
 
-kind-e2e: install-dev ## End-to-end tests against the kind cluster
+kind-e2e: $(VENV)/.e2e-installed ## End-to-end tests against the kind cluster (only the e2e extra: pytest, kubernetes, requests)
 	bash k8s/scripts/kind-e2e.sh
 
 kind-down: ## Delete the kind cluster

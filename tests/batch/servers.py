@@ -16,6 +16,7 @@ from pathlib import Path
 import requests
 
 from tests.conftest import free_port
+from tests.systools import missing_tool
 
 PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
 PUSHGATEWAY = shutil.which("prometheus-pushgateway") or "/usr/bin/prometheus-pushgateway"
@@ -28,9 +29,21 @@ class Postgres:
 
     port: int
     data: Path
+    options: str = ""  # the server options of `pg_ctl start -o`
 
     def url(self, database: str = "postgres", host: str = "127.0.0.1") -> str:
         return f"postgresql://postgres@{host}:{self.port}/{database}"
+
+    def pg_ctl(self, *args: str) -> None:
+        """Run ``pg_ctl -D data -o OPTIONS ARGS`` as the server's user (``stop``, ``start``, ``restart``...)."""
+        log = self.data.parent / "postgres.log"
+        done = subprocess.run(
+            _as_postgres_user([str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-o", self.options, "-l", str(log),
+                               *args]),
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        if done.returncode != 0:
+            raise RuntimeError(f"pg_ctl {args} failed: {done.stdout}{done.stderr}")
 
     def create_database(self, name: str) -> str:
         """Create a fresh database and return its URL."""
@@ -51,9 +64,7 @@ def _as_postgres_user(cmd: list[str]) -> list[str]:
 def postgres(listen: str = "127.0.0.1") -> Iterator[Postgres]:
     """initdb + pg_ctl start on a free port (as a non-root user); pg_ctl stop afterwards."""
     if not (PG_BIN / "initdb").exists():
-        import pytest
-
-        pytest.skip(f"PostgreSQL 15 is not installed ({PG_BIN}); apt-get install postgresql-15")
+        missing_tool(f"{PG_BIN}/initdb", "postgresql-15")
     root = Path(tempfile.mkdtemp(prefix="reviewserve-pg-"))
     data = root / "data"
     if os.geteuid() == 0:
@@ -74,7 +85,7 @@ def postgres(listen: str = "127.0.0.1") -> Iterator[Postgres]:
     if started.returncode != 0:
         raise RuntimeError(f"pg_ctl start failed: {started.stdout}{started.stderr}\n{log.read_text()}")
     try:
-        yield Postgres(port, data)
+        yield Postgres(port, data, options)
     finally:
         subprocess.run(
             _as_postgres_user([str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"]),
@@ -100,9 +111,7 @@ def _wait_http(url: str, process: subprocess.Popen[bytes], timeout: float = 60) 
 def pushgateway(tmp: Path) -> Iterator[str]:
     """Debian's prometheus-pushgateway on a free port (no persistence); yields its URL."""
     if not Path(PUSHGATEWAY).exists():
-        import pytest
-
-        pytest.skip("prometheus-pushgateway is not installed (apt-get install prometheus-pushgateway)")
+        missing_tool("prometheus-pushgateway", "prometheus-pushgateway")
     port = free_port()
     with (tmp / "pushgateway.log").open("wb") as log:
         process = subprocess.Popen([PUSHGATEWAY, f"--web.listen-address=127.0.0.1:{port}"], stdout=log, stderr=log)

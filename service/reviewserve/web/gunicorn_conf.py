@@ -18,10 +18,13 @@ from gunicorn.glogging import Logger
 from reviewserve.logs import logging_config
 from reviewserve.settings import get_settings
 from reviewserve.web import balance, metricsdir  # noqa: F401  (balance: its shared table must exist before the fork)
+from reviewserve.writable import require_writable
 
 _settings = get_settings()
+_metrics_base = Path(_settings.prometheus_multiproc_dir)
+require_writable(_metrics_base, "PROMETHEUS_MULTIPROC_DIR")  # a read-only mount: one line, not a traceback
 # This server's own folder under PROMETHEUS_MULTIPROC_DIR; folders of stopped servers are removed.
-metricsdir.claim(Path(_settings.prometheus_multiproc_dir))
+metricsdir.claim(_metrics_base)
 
 bind = f"{_settings.host}:{_settings.port}"
 workers = _settings.workers
