@@ -172,10 +172,11 @@ def _run_score(settings: Settings, shard: Any, options: dict[str, Any]) -> Any:
     from reviewserve.batch.files import FilesError, FileStore, is_file_source
     from reviewserve.batch.job import run_job
     from reviewserve.batch.sql import SourceError, SqlStore
-    from reviewserve.model import ModelLoadError, Predictor
+    from reviewserve.model import ModelLoadError
+    from reviewserve.model.store import open_predictor
 
     try:
-        predictor = Predictor.load(options["model_dir"] or settings.model_path, max_chars=settings.max_review_chars)
+        predictor = open_predictor(settings, options["model_dir"])
     except ModelLoadError as exc:
         raise SystemExit(str(exc)) from None
     source = options["source"]
