@@ -8,7 +8,6 @@ from pathlib import Path
 import click
 
 from reviewserve.cliopts import load_settings
-from reviewserve.logs import configure_logging
 
 
 @click.group()
@@ -29,7 +28,6 @@ def push(model_dir: Path, store: str) -> None:
     from reviewserve.model.store import push as push_model
 
     settings = load_settings()
-    configure_logging(settings.log_level)
     try:
         uri = push_model(model_dir, store, timeout=settings.model_fetch_timeout)
     except ModelLoadError as exc:

@@ -81,7 +81,9 @@ def _scrub(message: str, source: str) -> str:
 
 
 def _join(base: str, *names: str) -> str:
-    return "/".join([base.rstrip("/"), *names])
+    """``base/names...``; a URL's query (an access token valid for the folder) stays at the end."""
+    base, mark, query = base.partition("?")
+    return "/".join([base.rstrip("/"), *names]) + mark + query
 
 
 def _filesystem(source: str, timeout: float) -> tuple[Any, str]:
@@ -196,7 +198,10 @@ def push(model_dir: Path, store: str, timeout: float = 30.0) -> str:
         if evaluation.is_dir():
             files += sorted(p for p in evaluation.rglob("*") if p.is_file())
         for path in [*files, model_dir / CARD_FILE]:
-            fs.put_file(str(path), _join(target, path.relative_to(model_dir).as_posix()))
+            destination = _join(target, path.relative_to(model_dir).as_posix())
+            if not is_remote(store):  # object stores have no folders to make
+                fs.makedirs(destination.rsplit("/", 1)[0], exist_ok=True)
+            fs.put_file(str(path), destination)
     except ModelStoreError:
         raise
     except Exception as exc:
