@@ -27,7 +27,7 @@ def usable_cpus() -> int:
 
 
 class Settings(BaseSettings):
-    """Runtime configuration; defaults are documented in README.md ("Configuration")."""
+    """Runtime configuration; defaults are documented in docs/configuration.md."""
 
     model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
 

@@ -1,6 +1,6 @@
 """The API's values, not only its shapes: pinned answers, the plain pipeline as oracle, readiness bodies, metrics.
 
-Two references for every answer: a few reviews pinned to the values README documents (6 decimals on the
+Two references for every answer: a few reviews pinned to the values docs/api.md documents (6 decimals on the
 seed API, full floats on V2), and the committed pipeline's own ``predict_proba`` called directly, so a bug
 shared by the list and single paths (or by the predictor itself) cannot hide by agreeing with itself.
 """
@@ -21,7 +21,7 @@ from tests.promtext import label_values, sample
 
 MODEL = {"name": "review-sentiment", "version": "1"}
 INFER = "/v2/models/review-sentiment/infer"
-# Documented in README (HTTP API): label, probability of that label, positive-class probability, 6 decimals.
+# Documented in docs/api.md: label, probability of that label, positive-class probability, 6 decimals.
 PINNED = {
     "This Chatbot is amazing": ("positive", 0.954531, 0.954531),
     "I love this phone": ("positive", 0.759731, 0.759731),

@@ -18,7 +18,7 @@ from reviewserve.model import Predictor
 
 log = logging.getLogger("reviewserve.batch")
 
-# Exit codes of `reviewserve score` (README "Batch scoring").
+# Exit codes of `reviewserve score` (docs/batch.md).
 EXIT_OK = 0  # every row read was scored (or there was nothing to do)
 EXIT_FAILED = 1  # the job could not run or stopped: bad source, database/storage error, model refused
 EXIT_USAGE = 2  # bad command line (click's usage error)
