@@ -31,7 +31,7 @@ def test_model_values_reach_the_configmap_and_the_pods(kit: Any) -> None:
     assert {"secretRef": {"name": "model-store"}} in container["envFrom"]
     assert {"name": "model-cache", "mountPath": "/var/cache/reviewserve/models"} in container["volumeMounts"]
     volumes = {v["name"]: v for v in kit.deployment(docs)["spec"]["template"]["spec"]["volumes"]}
-    assert volumes["model-cache"] == {"name": "model-cache", "emptyDir": {"sizeLimit": "64Mi"}}
+    assert volumes["model-cache"] == {"name": "model-cache", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}}
 
 
 def test_default_serves_the_image_model_without_store_settings(kit: Any) -> None:

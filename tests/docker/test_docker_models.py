@@ -16,6 +16,7 @@ Every answer says which model version gave it: the counts per version and phase 
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import subprocess
@@ -28,7 +29,7 @@ from unittest import mock
 
 import pytest
 from docker_settings import DOCKER, SEED, render_chart
-from dockerpod import Manifest, Replica, RequestLoop, find_one, free_port, is_prediction, translate
+from dockerpod import Manifest, Replica, RequestLoop, find_one, free_port, http_request, is_prediction, translate
 from gatewayroute import GatewayNginx, backend_weights, route_rules
 
 from tests.conftest import MODEL_DIR
@@ -47,10 +48,12 @@ CREDENTIALS = {
 def bridge_gateway() -> str:
     """The host's address on Docker's default bridge (what containers reach the host by)."""
     out = subprocess.run(
-        [DOCKER, "network", "inspect", "bridge", "--format", "{{(index .IPAM.Config 0).Gateway}}"],
+        [DOCKER, "network", "inspect", "bridge", "--format", "{{json .IPAM.Config}}"],
         capture_output=True, text=True, check=True, timeout=30,
     )  # fmt: skip
-    return out.stdout.strip()
+    config = json.loads(out.stdout)[0]
+    # The engine does not always report the gateway; it is then the subnet's first address.
+    return config.get("Gateway") or str(next(ipaddress.ip_network(config["Subnet"]).hosts()))
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +84,11 @@ def start_pod(deployment: Manifest, docs: list[Manifest], name: str, pods: list[
     replica = Replica(translate(deployment, docs, pod_name=name), name=f"{name}-{uuid.uuid4().hex[:6]}")
     pods.append(replica)
     replica.start()
-    replica.wait_until_ready()
+    try:
+        replica.wait_until_ready()
+    except AssertionError as exc:
+        readyz = http_request(replica.host_port("http"), "GET", "/readyz")
+        raise AssertionError(f"{name} not ready: {readyz.body[:1000]!r}\n{replica.logs()[:3000]}") from exc
     return replica
 
 
