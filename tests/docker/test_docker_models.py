@@ -156,7 +156,7 @@ def test_canary_promotion_and_rollback_through_the_route(
         proxy.set_backends({STABLE: (70, [stable3.host_port(port)]), CANARY: (30, [canary2.host_port(port)])})
         rollback_stop = stable2.stop_like_kubelet()
         phases.append(("rolled back (v1 stable, v2 canary)", time.monotonic()))
-        time.sleep(8)
+        time.sleep(12)
         sent = loop.stop()
     finally:
         proxy.stop()
