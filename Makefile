@@ -9,7 +9,7 @@ ifneq ($(WORKERS),)
 export WORKERS
 endif
 
-.PHONY: help run dev test lint unit install install-dev lock clean bench bench-smoke bench-slow bench-soak bench-stream bench-batch load-reviews score mutate tools chart-test kind-up kind-deploy kind-e2e kind-down
+.PHONY: help run dev test lint unit install install-dev lock clean bench bench-smoke bench-slow bench-overload bench-soak bench-stream bench-batch load-reviews score mutate tools chart-test kind-up kind-deploy kind-e2e kind-down
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -53,6 +53,9 @@ bench-smoke: install-dev ## The benchmark in seconds (what CI runs), written und
 
 bench-slow: install-dev ## 256 slow connections vs normal requests -> docs/benchmarks.md
 	$(BIN)/python -m benchmarks.slow_clients $(BENCH_ARGS)
+
+bench-overload: install-dev ## Open-loop overload (1x,1.5x,2x,4x capacity; 2 rounds, ~25 min) vs peers -> docs/benchmarks.md
+	$(BIN)/python -m benchmarks.overload $(BENCH_ARGS)
 
 bench-soak: install-dev ## 10-minute soak at c=32, mixed traffic, recycling on -> docs/benchmarks.md
 	$(BIN)/python -m benchmarks.soak $(BENCH_ARGS)

@@ -44,16 +44,28 @@ def _targets(peers: list[str], smoke: bool, work: Path, log: Path, sample: str, 
     return targets
 
 
-def _measure_target(target, levels, duration, warmup, wrk_threads, log, round_no) -> tuple[list[dict], dict]:
-    """All cells of one server in one round, then the PSS of all its processes."""
+FIXED_LEVEL = 8  # the fixed-sentence row is measured at this level only (or the middle level if absent)
+
+
+def _measure_target(
+    target, levels, duration, warmup, wrk_threads, log, round_no, corpus
+) -> tuple[list[dict], dict]:  # fmt: skip
+    """All cells of one server in one round, then the PSS of all its processes.
+
+    ``single``: one review per request, cycling through the corpus sentences; ``fixed``: the one
+    fixed sentence of the earlier runs, at one level; ``list``: the 32-review body.
+    """
     cells = []
+    fixed_level = FIXED_LEVEL if FIXED_LEVEL in levels else levels[len(levels) // 2]
     with servers.started(target, log) as process:
-        kinds = [("single", target.single)] + ([("list", target.listed)] if target.listed else [])
-        for kind, request in kinds:
-            for c in levels:
+        kinds = [("single", target.singles(corpus), levels), ("fixed", [target.single], [fixed_level])]
+        if target.listed:
+            kinds.append(("list", [target.listed], levels))
+        for kind, requests, kind_levels in kinds:
+            for c in kind_levels:
                 if warmup > 0:
-                    run_wrk(target.url, [request], c, warmup, threads=wrk_threads)
-                result = run_wrk(target.url, [request], c, duration, threads=wrk_threads)
+                    run_wrk(target.url, requests, c, warmup, threads=wrk_threads)
+                result = run_wrk(target.url, requests, c, duration, threads=wrk_threads)
                 cells.append({"round": round_no, "server": target.name, "kind": kind, "c": c, **asdict(result)})
                 click.echo(
                     f"  round {round_no} {target.name:<12} {kind:<6} c={c:<3} {result.rps:8.1f} req/s  "
@@ -132,7 +144,7 @@ def main(
         order = targets if round_no % 2 else list(reversed(targets))
         for target in order:
             round_cells, round_memory = _measure_target(
-                target, level_list, duration, warmup, wrk_threads, log, round_no
+                target, level_list, duration, warmup, wrk_threads, log, round_no, corpus
             )
             cells.extend(round_cells)
             memory.append(round_memory)
@@ -150,6 +162,7 @@ def main(
             "batch": batch,
             "wrk_threads": wrk_threads,
             "texts": source,
+            "single_texts": f"each single-review request the next of the {len(corpus)} sentences, in turn",
             "single_text": sample,
             "smoke": smoke,
         },

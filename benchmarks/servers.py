@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,10 +50,25 @@ class Target:
     cwd: Path = ROOT
     versions: dict[str, str] = field(default_factory=dict)
     ready_timeout: float = 180.0
+    single_for: Callable[[str], tuple[str, str]] | None = None  # (path, body) of a one-review request for a text
+    ready_path: str | None = None  # readiness endpoint polled during the overload benchmark
+    ready_port: int | None = None  # its port, when not the serving port
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ready_url(self) -> str | None:
+        """Where readiness is polled (None: the server has no readiness endpoint)."""
+        if self.ready_path is None:
+            return None
+        return f"http://127.0.0.1:{self.ready_port or self.port}{self.ready_path}"
+
+    def singles(self, reviews: list[str]) -> list[tuple[str, str]]:
+        """One-review requests, one per text, in this server's format."""
+        assert self.single_for is not None
+        return [self.single_for(text) for text in reviews]
 
 
 @contextlib.contextmanager
@@ -120,20 +135,34 @@ def group_pids(pgid: int) -> list[int]:
 # ---- the targets -------------------------------------------------------------------------------
 
 
+def _seed_single(text: str) -> tuple[str, str]:
+    return "/predict", texts.single_body(text)
+
+
 def reviewserve(sample: str, batch: list[str], work: Path) -> Target:
     """reviewserve as ``make run`` starts it: ``reviewserve serve`` with default settings (port aside)."""
+    from reviewserve.settings import Settings
+
     port = free_port()
+    # the metrics folder and ports are the only settings moved off their defaults (no clash with others)
+    env = {"PORT": str(port), "PROMETHEUS_MULTIPROC_DIR": str(work / f"metrics-{port}")}
+    health_port = None
+    if "health_port" in Settings.model_fields:  # the probe port (issue 15): readiness is polled there
+        health_port = free_port()
+        env["HEALTH_PORT"] = str(health_port)
     return Target(
         name="reviewserve",
         label="reviewserve (`make run` defaults)",
         command=[str(ROOT / ".venv" / "bin" / "reviewserve"), "serve"],
         port=port,
-        # the metrics folder and port are the only settings moved off their defaults (no clash with others)
-        env={"PORT": str(port), "PROMETHEUS_MULTIPROC_DIR": str(work / f"metrics-{port}")},
+        env=env,
         single=("/predict", texts.single_body(sample)),
         listed=("/predict", texts.list_body(batch)),
         check='"prediction"',
         versions=venvs.versions(ROOT / ".venv" / "bin" / "python", ["flask", "gunicorn", "scikit-learn", "numpy"]),
+        single_for=_seed_single,
+        ready_path="/readyz",
+        ready_port=health_port,
     )
 
 
@@ -149,6 +178,7 @@ def seed(python: Path, model: Path, sample: str) -> Target:
         listed=None,
         check='"prediction"',
         versions=venvs.versions(python, ["flask", "werkzeug", "scikit-learn"]),
+        single_for=_seed_single,
     )
 
 
@@ -168,6 +198,8 @@ def plain(python: Path, model: Path, sample: str, batch: list[str]) -> Target:
         listed=("/predict", texts.list_body(batch)),
         check='"prediction"',
         versions=venvs.versions(python, ["flask", "gunicorn", "scikit-learn"]),
+        single_for=_seed_single,
+        ready_path="/healthz",  # answered by the same sync workers, as a plain app's health route is
     )
 
 
@@ -187,6 +219,8 @@ def mlserver(python: Path, joblib_file: Path, work: Path, sample: str, batch: li
         listed=(V2_PATH, texts.v2_body(batch, outputs, str_content_type=True)),
         check='"predict_proba"',
         versions=venvs.versions(python, ["mlserver", "mlserver-sklearn", "uvicorn", "fastapi", "scikit-learn"]),
+        single_for=lambda text: (V2_PATH, texts.v2_body([text], outputs, str_content_type=True)),
+        ready_path="/v2/health/ready",
     )
 
 
@@ -207,6 +241,8 @@ def mlflow(python: Path, joblib_file: Path, work: Path, sample: str, batch: list
         listed=("/invocations", json.dumps({"inputs": batch})),
         check="predictions",
         versions=venvs.versions(python, ["mlflow", "gunicorn", "uvicorn", "scikit-learn"]),
+        single_for=lambda text: ("/invocations", json.dumps({"inputs": [text]})),
+        ready_path="/health",
     )
 
 

@@ -39,9 +39,13 @@ def lua_string(value: str) -> str:
     return '"' + "".join(out) + '"'
 
 
-def lua_script(requests: list[tuple[str, str]], content_type: str = "application/json") -> str:
+def lua_script(
+    requests: list[tuple[str, str]], content_type: str = "application/json", headers: dict[str, str] | None = None
+) -> str:
     """A wrk script POSTing ``(path, body)`` pairs in turn (one pair: wrk's static request, no per-request Lua)."""
     head = f'wrk.method = "POST"\nwrk.headers["Content-Type"] = {lua_string(content_type)}\n'
+    for name, value in (headers or {}).items():
+        head += f"wrk.headers[{lua_string(name)}] = {lua_string(value)}\n"
     if len(requests) == 1:
         path, body = requests[0]
         head += f"wrk.path = {lua_string(path)}\nwrk.body = {lua_string(body)}\n"
@@ -85,11 +89,12 @@ def run_wrk(
     seconds: float,
     threads: int = 1,
     timeout: float = 10.0,
+    headers: dict[str, str] | None = None,
 ) -> WrkResult:
     """``wrk -t threads -c connections -d seconds`` against ``url`` (scheme://host:port) with the given bodies."""
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / "bench.lua"
-        script.write_text(lua_script(requests))
+        script.write_text(lua_script(requests, headers=headers))
         command = [
             WRK,
             f"-t{min(threads, connections)}",

@@ -20,3 +20,9 @@ def predict():
     proba = model.predict_proba(texts)
     out = [{"prediction": int(model.classes_[row.argmax()]), "probability": float(row.max())} for row in proba]
     return jsonify(out[0] if "review" in body else {"predictions": out})
+
+
+@app.route("/healthz")
+def healthz():
+    """What a plain app offers its probes: a route served by the same workers as /predict."""
+    return jsonify({"status": "ok"})

@@ -226,6 +226,32 @@ def test_ingress_body_size_follows_max_body_bytes(kit: Any, sets: tuple[str, ...
     assert ing["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-body-size"] == expected
 
 
+@pytest.mark.parametrize(
+    ("sets", "expected"),
+    [
+        (("ingress.enabled=true",), ("error timeout http_503 non_idempotent", "2")),
+        (
+            (
+                "ingress.enabled=true",
+                "ingress.annotations.nginx\\.ingress\\.kubernetes\\.io/proxy-next-upstream=error timeout",
+            ),
+            ("error timeout", "2"),
+        ),
+    ],
+)
+def test_ingress_retries_a_shed_request_once(kit: Any, sets: tuple[str, ...], expected: tuple[str, str]) -> None:
+    """A shed 503 (never parsed nor scored) may go, POST included, to one other replica; annotations set win.
+
+    tests/docker/test_docker_ingress.py overloads two replicas through a real nginx configured from these.
+    """
+    annotations = kit.one(kit.render(sets=sets), "Ingress")["metadata"]["annotations"]
+    got = (
+        annotations["nginx.ingress.kubernetes.io/proxy-next-upstream"],
+        annotations["nginx.ingress.kubernetes.io/proxy-next-upstream-tries"],
+    )
+    assert got == expected
+
+
 def test_notes_urls_reach_predict(kit: Any) -> None:
     """NOTES prints URLs that reach /predict: no doubled path, no `*` host, a warning for other paths."""
     notes = kit.install_notes(

@@ -2,9 +2,9 @@
 
 The Ingress rules (host, path, pathType) become nginx server/location blocks; the backend is
 followed through the Service to the container port, and the upstream lists the replicas'
-published 127.0.0.1 ports. Proxy settings follow ingress-nginx's defaults with retries
-(`proxy_next_upstream error timeout http_502 http_503`, a short connect timeout, 3 tries);
-`nginx.ingress.kubernetes.io/*` annotations of the Ingress override them.
+published 127.0.0.1 ports. Proxy settings follow ingress-nginx's defaults (`proxy_next_upstream
+error timeout`, 3 tries; a short connect timeout); `nginx.ingress.kubernetes.io/*` annotations of the
+Ingress override them (the chart's: `error timeout http_503 non_idempotent`, 2 tries).
 """
 
 from __future__ import annotations
@@ -24,10 +24,11 @@ from dockerpod import LOOPBACK, Manifest, free_port
 NGINX = os.environ.get("NGINX", shutil.which("nginx") or "/usr/sbin/nginx")
 ANNOTATION = "nginx.ingress.kubernetes.io/"
 
-# Defaults used unless an annotation says otherwise (ingress-nginx's, with retries on 502/503 and
-# a short connect timeout, as in the Deployment's rollout documentation).
+# Defaults used unless an annotation says otherwise: ingress-nginx's (retries on error and timeout
+# only, so a POST that reached a replica is never retried unless the Ingress says so), with a short
+# connect timeout, as in the Deployment's rollout documentation.
 DEFAULTS = {
-    "proxy-next-upstream": "error timeout http_502 http_503",
+    "proxy-next-upstream": "error timeout",
     "proxy-next-upstream-tries": "3",
     "proxy-next-upstream-timeout": "0",
     "proxy-connect-timeout": "2",
@@ -129,7 +130,7 @@ class Nginx:
             *(["user root root;"] if os.geteuid() == 0 else []),
             f"pid {self.workdir}/nginx.pid;",
             f"error_log {self.error_log} info;",
-            "events { worker_connections 512; }",
+            "events { worker_connections 4096; }",  # ingress-nginx allows 16384 (max-worker-connections)
             "http {",
             "  log_format upstreams '$msec $status $request_method $request_uri "
             "upstream=$upstream_addr ustatus=$upstream_status';",

@@ -1,0 +1,53 @@
+"""`make bench-overload` in seconds (--smoke): the open-loop run goes end to end and reports; targets not judged."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.slow
+
+
+def test_bench_overload_smoke_runs_and_reports(tmp_path: Path) -> None:
+    if shutil.which("wrk") is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("wrk is not installed (.ci/run installs Debian's wrk)")
+        pytest.skip("wrk is not installed (apt-get install wrk)")
+    results, doc = tmp_path / "overload.json", tmp_path / "benchmarks.md"
+    run = subprocess.run(
+        [sys.executable, "-m", "benchmarks.overload", "--smoke", "--results", str(results), "--doc", str(doc),
+         "--work", str(tmp_path / "work")],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    data = json.loads(results.read_text())
+    assert set(data["summary"]) == {"reviewserve", "plain"}
+    for server, rows in data["summary"].items():
+        labels = [r["label"] for r in rows]
+        assert labels == ["1x", "1.5x", "after 1.5x", "2x", "after 2x", "4x", "after 4x"], server
+        capacity = rows[0]["capacity_rps"]
+        assert capacity > 0
+        for row in rows:
+            # open loop: what was offered is what the schedule says, whatever the server answered
+            factor = 1.0 if row["label"].startswith("after ") else float(row["label"][:-1])
+            assert row["offered_rps"] == pytest.approx(capacity * factor, rel=0.01)
+            assert row["requests"] == pytest.approx(row["offered_rps"] * row["seconds"], abs=2), (server, row)
+            counted = row["ok"] + row["shed"] + row["socket_errors"] + row["unsent"] + row["other_5xx"]
+            assert counted + row["other_status"] == row["requests"], (server, row)  # every request accounted for
+            assert row["ready_polls"] >= 1, (server, row)
+        assert rows[0]["ok"] > 0 and rows[0]["p99_ms"] > 0
+        assert all("recovery_s" in r for r in rows if r["label"].startswith("after "))
+    # the raw per-request records stay in --work; the committed JSON has per-second timelines
+    assert all("records" not in r["openloop"] and r["timeline"] for r in data["runs"])
+    text = doc.read_text()
+    for heading in ("## Overload", "### Targets (issue 15, reviewserve)", "### reviewserve", "### plain"):
+        assert heading in text
+    assert (tmp_path / "benchmarks" / "overload.png").read_bytes().startswith(b"\x89PNG")
