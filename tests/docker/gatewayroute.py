@@ -48,12 +48,29 @@ def backend_weights(
     return weights
 
 
-class GatewayNginx(Nginx):
-    """nginx with a weighted upstream: ``set_backends({service: (weight, [host ports])})`` reloads it."""
+def mirror_backends(route: Manifest) -> set[str]:
+    """Services of the route's RequestMirror filters (the same in every rule)."""
+    found: set[str] | None = None
+    for rule in route["spec"]["rules"]:
+        names = {
+            f["requestMirror"]["backendRef"]["name"] for f in rule.get("filters", []) if f["type"] == "RequestMirror"
+        }
+        assert found is None or found == names, "rules with different mirrors are not emulated"
+        found = names
+    return found or set()
 
-    def __init__(self, workdir: Path, rules: list[Route]) -> None:
+
+class GatewayNginx(Nginx):
+    """nginx with a weighted upstream: ``set_backends({service: (weight, [host ports])})`` reloads it.
+
+    ``mirror_ports``: the RequestMirror filter, as nginx's ``mirror`` module does it: a copy of each request
+    (body included) goes to these ports in a subrequest whose answer is discarded.
+    """
+
+    def __init__(self, workdir: Path, rules: list[Route], mirror_ports: list[int] | None = None) -> None:
         super().__init__(workdir, {"metadata": {}}, rules, [])
         self.weights: dict[int, int] = {}
+        self.mirror_ports = list(mirror_ports or [])
 
     def _weighted(self, backends: Mapping[str, tuple[int, list[int]]]) -> dict[int, int]:
         weights = {}
@@ -82,4 +99,14 @@ class GatewayNginx(Nginx):
             text = text.replace(
                 f"server {LOOPBACK}:{port} max_fails=0;", f"server {LOOPBACK}:{port} weight={weight} max_fails=0;"
             )
+        if self.mirror_ports:
+            servers = "".join(f"    server {LOOPBACK}:{port};\n" for port in self.mirror_ports)
+            text = text.replace(
+                "  upstream reviewserve {", f"  upstream shadow {{\n{servers}  }}\n  upstream reviewserve {{"
+            )
+            text = text.replace(
+                "      proxy_pass http://reviewserve;", "      mirror /_mirror;\n      proxy_pass http://reviewserve;"
+            )
+            mirror = "    location = /_mirror { internal; proxy_pass http://shadow$request_uri; }\n"
+            text = text.replace("    server_name ", mirror + "    server_name ")
         return text

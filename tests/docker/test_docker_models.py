@@ -30,7 +30,7 @@ from unittest import mock
 import pytest
 from docker_settings import DOCKER, SEED, render_chart
 from dockerpod import Manifest, Replica, RequestLoop, find_one, free_port, http_request, is_prediction, translate
-from gatewayroute import GatewayNginx, backend_weights, route_rules
+from gatewayroute import GatewayNginx, backend_weights, mirror_backends, route_rules
 
 from tests.conftest import MODEL_DIR
 from tests.modelversions import make_version
@@ -182,3 +182,57 @@ def test_canary_promotion_and_rollback_through_the_route(
         assert total >= 100, phase
         assert 0.2 <= phase["2"] / total <= 0.4, f"the canary's share should be about 30%: {phase}"
     assert set(promoted_counts) == {"2"} and promoted_counts["2"] >= 50, promoted_counts
+
+
+def test_shadow_track_gets_a_copy_of_every_request_and_answers_nobody(
+    image: str, helm: Path, nginx: str, tmp_path: Path, store: tuple[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """shadow.enabled: clients get version 1 only; the shadow (version 2) scores a mirrored copy of each request,
+    and both tracks' metrics carry their `track` label."""
+    from tests.promtext import sample
+
+    endpoint, bucket = store
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "model-store"}, "stringData": CREDENTIALS}
+    values = {"model.s3EndpointUrl": endpoint, "model.credentialsSecret": "model-store", "httpRoute.enabled": "true"}
+    values |= {"model.uri": f"{bucket}/review-sentiment/1", "shadow.enabled": "true"}
+    values |= {"canary.model.uri": f"{bucket}/review-sentiment/2"}
+    docs = [*render_chart(helm, **values), secret]
+    route = find_one(docs, "HTTPRoute")
+    stable_dep, shadow_dep = find_one(docs, "Deployment", STABLE), find_one(docs, "Deployment", CANARY)
+    port = translate(stable_dep, docs, pod_name="probe").container_ports["http"]
+    services = {s["metadata"]["name"]: s for s in docs if s["kind"] == "Service"}
+    assert backend_weights(route, services, {"http": port, str(port): port}) == {STABLE: 1}
+    assert mirror_backends(route) == {CANARY}
+    pods: list[Replica] = []
+    try:
+        stable = start_pod(stable_dep, docs, "stable-v1", pods)
+        shadow = start_pod(shadow_dep, docs, "shadow-v2", pods)
+        proxy = GatewayNginx(tmp_path, route_rules(route, port), mirror_ports=[shadow.host_port(port)])
+        proxy.start_with({STABLE: (1, [stable.host_port(port)])})
+        try:
+            loop = RequestLoop(proxy.port, PREDICT, SEED, headers={"Host": proxy.host_header}, interval=0.02,
+                               max_requests=150, max_seconds=120)  # fmt: skip
+            loop.start()
+            loop.join(130)
+            sent = loop.stop()
+        finally:
+            proxy.stop()
+
+        def scored(pod: Replica, track: str) -> float:
+            text = http_request(pod.host_port(port), "GET", "/metrics").body.decode()
+            return sample(text, "reviewserve_predictions_total", track=track) or 0.0
+
+        deadline = time.monotonic() + 30
+        while scored(shadow, "canary") < len(sent) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        counts = (scored(stable, "stable"), scored(shadow, "canary"))
+        shadow_info = http_request(shadow.host_port(port), "GET", "/metrics").body.decode()
+    finally:
+        for pod in pods:
+            pod.remove()
+    versions = Counter(s.response.json()["model"]["version"] if is_prediction(s.response) else "failed" for s in sent)
+    with capsys.disabled():
+        print(f"\nshadow: {len(sent)} requests, answers by version {dict(versions)}; scored stable/shadow {counts}")
+    assert versions == Counter({"1": len(sent)}) and len(sent) >= 100
+    assert counts == (len(sent), len(sent)), "every request scored once by each track"
+    assert sample(shadow_info, "reviewserve_model_info", track="canary", version="2") == 1
