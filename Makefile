@@ -26,6 +26,10 @@ $(VENV)/.dev-installed: $(VENV)/.run-installed
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $@
 
+$(VENV)/.e2e-installed: $(VENV)/.run-installed
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[e2e]'
+	touch $@
+
 install: $(VENV)/.run-installed ## Create .venv and install the service
 
 install-dev: $(VENV)/.dev-installed ## Install the service with test and lint tools
@@ -82,13 +86,13 @@ tools: ## helm 3 + 4, checkov, promtool, CRD validators into .tools/ (the tests 
 chart-test: install-dev ## Chart proof only: helm lint/template, schema, kubernetes-validate, checkov, promtool
 	$(BIN)/python -m pytest tests/chart -q
 
-kind-up: ## Local kind cluster: NGINX Gateway Fabric + Gateway on localhost:80, metrics-server (Docker, helm, internet)
+kind-up: ## Local kind cluster: NGINX Gateway Fabric + Gateway on localhost:$(KIND_HOST_PORT) (default 80), metrics-server
 	bash k8s/scripts/kind-up.sh
 
 kind-deploy: ## Build the image, load it into kind, helm upgrade --install --wait
 	bash k8s/scripts/kind-deploy.sh
 
-kind-e2e: install-dev ## End-to-end tests against the kind cluster
+kind-e2e: $(VENV)/.e2e-installed ## End-to-end tests against the kind cluster (only the e2e extra: pytest, kubernetes, requests)
 	bash k8s/scripts/kind-e2e.sh
 
 kind-down: ## Delete the kind cluster

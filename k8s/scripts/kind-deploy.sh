@@ -2,7 +2,9 @@
 # Build the image, load it into kind and install/upgrade the chart (waits for readiness).
 # Env: RELEASE, NAMESPACE, KIND_CLUSTER (see lib.sh), IMAGE_TAG (default: unique per build),
 #      BASE_IMAGE (optional docker build-arg), DOCKER_BUILD_ARGS (extra `docker build` arguments),
-#      HELM_ARGS (extra helm arguments).
+#      HELM_ARGS (extra helm arguments, e.g. "--set stream.enabled=true"; the kind values and the
+#      loaded image tag stay), KIND_PLATFORM (default linux/<the Docker engine's architecture>: the
+#      platform built, saved and loaded into the kind node).
 set -euo pipefail
 # shellcheck source=SCRIPTDIR/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -27,10 +29,13 @@ fi
 # attaches a provenance attestation whose manifest `docker save` leaves out, so `ctr import` inside
 # the kind node fails with "content digest ... not found" (kind#3795). Build without it. The
 # classic builder has no attestations (and no such flag).
+# One platform, the kind node's (it runs on this Docker engine): a multi-platform builder would
+# otherwise build and save an index whose other platforms kind cannot import.
+PLATFORM="${KIND_PLATFORM:-linux/$("${DOCKER}" version --format '{{.Server.Arch}}')}"
 if "${DOCKER}" buildx version >/dev/null 2>&1; then
-  build=(buildx build --provenance=false --sbom=false --load)
+  build=(buildx build --platform "${PLATFORM}" --provenance=false --sbom=false --load)
 else
-  build=(build)
+  build=(build --platform "${PLATFORM}")
 fi
 log "building ${IMAGE}"
 DOCKER_BUILDKIT=1 "${DOCKER}" "${build[@]}" ${build_args[@]+"${build_args[@]}"} -t "${IMAGE}" "${REPO}"
@@ -40,7 +45,13 @@ DOCKER_BUILDKIT=1 "${DOCKER}" "${build[@]}" ${build_args[@]+"${build_args[@]}"} 
 archive_dir="$(mktemp -d)"
 trap 'rm -rf "${archive_dir}"' EXIT
 log "loading ${IMAGE} into kind cluster ${CLUSTER}"
-"${DOCKER}" save -o "${archive_dir}/image.tar" "${IMAGE}"
+# `docker save --platform` (Docker >= 28), as kind's docs recommend with multi-platform builders and
+# the containerd image store: only the node's platform goes into the archive.
+save=(save)
+if "${DOCKER}" save --help 2>/dev/null | grep -q -- '--platform'; then
+  save+=(--platform "${PLATFORM}")
+fi
+"${DOCKER}" "${save[@]}" -o "${archive_dir}/image.tar" "${IMAGE}"
 "${KIND}" load image-archive "${archive_dir}/image.tar" --name "${CLUSTER}"
 
 helm_args=()
@@ -61,4 +72,4 @@ deployments="$("${KUBECTL}" --context "${CONTEXT}" -n "${NAMESPACE}" get deploym
 for deployment in ${deployments}; do
   "${KUBECTL}" --context "${CONTEXT}" -n "${NAMESPACE}" rollout status "${deployment}" --timeout=300s
 done
-log "deployed ${IMAGE} as release ${RELEASE} in namespace ${NAMESPACE}; try: curl -s -X POST http://localhost/predict -H 'Content-Type: application/json' -d '{\"review\": \"This Chatbot is amazing\"}'"
+log "deployed ${IMAGE} as release ${RELEASE} in namespace ${NAMESPACE}; try: curl -s -X POST ${GATEWAY_BASE_URL}/predict -H 'Content-Type: application/json' -d '{\"review\": \"This Chatbot is amazing\"}'"

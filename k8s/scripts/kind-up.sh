@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Create the kind cluster (if missing) with the Gateway API CRDs, NGINX Gateway Fabric and its Gateway
 # (k8s/gateway.yaml, on http://localhost), and metrics-server (for the HPA). Re-running it is safe.
-# Env: KIND_CLUSTER (reviewserve), GATEWAY_API_VERSION, NGF_VERSION, METRICS_SERVER_VERSION.
+# Env: KIND_CLUSTER (reviewserve), KIND_HOST_PORT (80: the host port of the Gateway on 127.0.0.1; set
+#      8080 on rootless Docker or Podman), GATEWAY_API_VERSION, NGF_VERSION, METRICS_SERVER_VERSION.
 set -euo pipefail
 # shellcheck source=SCRIPTDIR/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -41,8 +42,19 @@ fi
 if "${KIND}" get clusters 2>/dev/null | grep -qx "${CLUSTER}"; then
   log "cluster ${CLUSTER} exists"
 else
-  log "creating kind cluster ${CLUSTER}"
-  "${KIND}" create cluster --name "${CLUSTER}" --config "${REPO}/k8s/kind-config.yaml" --wait 120s
+  config="${REPO}/k8s/kind-config.yaml"
+  if [[ "${KIND_HOST_PORT}" != 80 ]]; then
+    if ! [[ "${KIND_HOST_PORT}" =~ ^[0-9]+$ ]] || ((KIND_HOST_PORT < 1 || KIND_HOST_PORT > 65535)); then
+      die "KIND_HOST_PORT must be a port number, not '${KIND_HOST_PORT}'"
+    fi
+    # The same config with the Gateway published on another host port (its only `hostPort: 80`).
+    config="$(mktemp)"
+    trap 'rm -f "${config}"' EXIT
+    sed -E "s/^( *hostPort: )80\$/\1${KIND_HOST_PORT}/" "${REPO}/k8s/kind-config.yaml" >"${config}"
+    grep -qE "^ *hostPort: ${KIND_HOST_PORT}\$" "${config}" || die "cannot set hostPort in k8s/kind-config.yaml"
+  fi
+  log "creating kind cluster ${CLUSTER} (Gateway on 127.0.0.1:${KIND_HOST_PORT})"
+  "${KIND}" create cluster --name "${CLUSTER}" --config "${config}" --wait 120s
 fi
 
 # Server-side apply, as the Gateway API install guide says (the bundle's CRDs are large).
@@ -83,4 +95,4 @@ log "waiting for the Gateway and metrics-server"
 "${KUBECTL}" --context "${CONTEXT}" -n "${NGF_NAMESPACE}" rollout status "deployment/${GATEWAY_NAME}-nginx" \
   --timeout=300s
 "${KUBECTL}" --context "${CONTEXT}" -n kube-system rollout status deployment/metrics-server --timeout=300s
-log "cluster ${CLUSTER} ready (context ${CONTEXT}); the Gateway answers on http://localhost/"
+log "cluster ${CLUSTER} ready (context ${CONTEXT}); the Gateway answers on ${GATEWAY_BASE_URL}/ (if the cluster existed already: on the host port it was created with)"

@@ -8,6 +8,14 @@ CONTEXT="kind-${CLUSTER}"
 NAMESPACE="${NAMESPACE:-reviewserve}"
 RELEASE="${RELEASE:-reviewserve}"
 IMAGE_REPO="${IMAGE_REPO:-reviewserve}"
+# Host port of the Gateway on 127.0.0.1 (k8s/kind-config.yaml maps 80): rootless Docker and Podman
+# cannot bind ports below 1024, so `KIND_HOST_PORT=8080 make kind-up` (NGF's own kind guide uses 8080).
+KIND_HOST_PORT="${KIND_HOST_PORT:-80}"
+if [[ "${KIND_HOST_PORT}" == 80 ]]; then
+  GATEWAY_BASE_URL="http://localhost"
+else
+  GATEWAY_BASE_URL="http://localhost:${KIND_HOST_PORT}"
+fi
 TOOLS="${TOOLS_DIR:-${REPO}/.tools}"
 # HELM from the environment, else the project's test helm (.tools, Linux x86-64 only) when it really
 # runs here, else the user's own helm on PATH. A bundled binary for another platform fails with

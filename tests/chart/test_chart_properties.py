@@ -277,13 +277,14 @@ def test_unrelated_change_keeps_checksum(kit: Any) -> None:
 
 @pytest.mark.parametrize("values", CI_VALUES)
 def test_probes_on_named_port(kit: Any, values: str) -> None:
-    """startup+readiness on /readyz, liveness on /healthz, all on the named port http."""
+    """readiness on /readyz, startup+liveness on /healthz (a refused model keeps the pod up and unready,
+    issue 16 item 9), all on the named port http."""
     docs = kit.render((values,))
     c = kit.container(docs)
     assert c["ports"] == [
         {"name": "http", "containerPort": int(kit.one(docs, "ConfigMap")["data"]["PORT"]), "protocol": "TCP"}
     ]
-    assert c["startupProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert c["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
     assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     # Startup gets a generous window for loading the model.
@@ -344,14 +345,16 @@ def test_topology_spread_selects_own_pods(kit: Any) -> None:
 
 
 def test_ingress_default_any_host_nginx(kit: Any) -> None:
-    """Default Ingress: class nginx, no host (so curl localhost works through a local controller), port http."""
-    ing = kit.one(kit.render(), "Ingress")
+    """Ingress turned on: class nginx, no host (so curl localhost works through a local controller), port
+    http, the API paths only."""
+    ing = kit.one(kit.render(sets=("ingress.enabled=true",)), "Ingress")
     assert ing["spec"]["ingressClassName"] == "nginx"
     rule = ing["spec"]["rules"][0]
     assert "host" not in rule
-    path = rule["http"]["paths"][0]
-    assert path["path"] == "/" and path["pathType"] == "Prefix"
-    assert path["backend"]["service"] == {"name": kit.fullname, "port": {"name": "http"}}
+    paths = rule["http"]["paths"]
+    assert [(p["path"], p["pathType"]) for p in paths] == [("/predict", "Exact"), ("/v2", "Prefix")]
+    for path in paths:
+        assert path["backend"]["service"] == {"name": kit.fullname, "port": {"name": "http"}}
 
 
 def test_ingress_host_tls_annotations(kit: Any) -> None:

@@ -222,7 +222,7 @@ def test_ingress_body_size_follows_max_body_bytes(kit: Any, sets: tuple[str, ...
     tests/docker/test_docker_ingress.py sends a body above ingress-nginx's 1m default through a
     real nginx configured from this annotation.
     """
-    ing = kit.one(kit.render(sets=sets), "Ingress")
+    ing = kit.one(kit.render(sets=("ingress.enabled=true", *sets)), "Ingress")
     assert ing["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-body-size"] == expected
 
 
@@ -255,6 +255,7 @@ def test_ingress_retries_a_shed_request_once(kit: Any, sets: tuple[str, ...], ex
 def test_notes_urls_reach_predict(kit: Any) -> None:
     """NOTES prints URLs that reach /predict: no doubled path, no `*` host, a warning for other paths."""
     notes = kit.install_notes(
+        "--set", "ingress.enabled=true",
         "--set", "ingress.hosts[0].host=*.example.com",
         "--set", "ingress.hosts[0].paths[0].path=/predict",
         "--set", "ingress.hosts[0].paths[0].pathType=Exact",

@@ -18,13 +18,14 @@ CRD_KINDS = {
     ("monitoring.coreos.com/v1", "PrometheusRule"),
     ("gateway.networking.k8s.io/v1", "HTTPRoute"),
     ("keda.sh/v1alpha1", "ScaledObject"),
+    ("keda.sh/v1alpha1", "TriggerAuthentication"),
     ("monitoring.coreos.com/v1", "PodMonitor"),
 }
 
 EXPECTED_KINDS: dict[str, set[str]] = {
-    "default-values.yaml": {"ConfigMap", "Deployment", "Ingress", "Pod", "PodDisruptionBudget", "Service"}
+    "default-values.yaml": {"ConfigMap", "Deployment", "Pod", "PodDisruptionBudget", "Service"}
     | {"ServiceAccount"},
-    "hpa-on-values.yaml": {"ConfigMap", "Deployment", "Ingress", "Pod", "PodDisruptionBudget", "Service"}
+    "hpa-on-values.yaml": {"ConfigMap", "Deployment", "Pod", "PodDisruptionBudget", "Service"}
     | {"ServiceAccount", "HorizontalPodAutoscaler"},
     "everything-on-values.yaml": {
         "ConfigMap",
@@ -36,15 +37,15 @@ EXPECTED_KINDS: dict[str, set[str]] = {
     }
     | {"ServiceAccount", "HorizontalPodAutoscaler", "NetworkPolicy", "ServiceMonitor", "PrometheusRule"}
     | {"HTTPRoute"},
-    "extensions-values.yaml": {"ConfigMap", "Deployment", "Ingress", "Pod", "PodDisruptionBudget", "Service"}
+    "extensions-values.yaml": {"ConfigMap", "Deployment", "Pod", "PodDisruptionBudget", "Service"}
     | {"ServiceAccount"},
     "minimal-values.yaml": {"ConfigMap", "Deployment", "Pod", "Service"},
     # The stream consumers (issue 9): their Deployment plus HPA / KEDA ScaledObject / dev Redis.
-    "stream-on-values.yaml": {"ConfigMap", "Deployment", "Ingress", "Pod", "PodDisruptionBudget", "Service"}
+    "stream-on-values.yaml": {"ConfigMap", "Deployment", "Pod", "PodDisruptionBudget", "Service"}
     | {"ServiceAccount", "HorizontalPodAutoscaler", "NetworkPolicy", "ServiceMonitor", "PodMonitor"},
-    "stream-kind-values.yaml": {"ConfigMap", "Deployment", "Ingress", "Pod", "PodDisruptionBudget", "Service"}
+    "stream-kind-values.yaml": {"ConfigMap", "Deployment", "Pod", "PodDisruptionBudget", "Service"}
     | {"ServiceAccount", "ScaledObject", "Secret", "NetworkPolicy"},
-    "batch-on-values.yaml": {"ConfigMap", "Deployment", "Ingress", "Pod", "PodDisruptionBudget", "Service"}
+    "batch-on-values.yaml": {"ConfigMap", "Deployment", "Pod", "PodDisruptionBudget", "Service"}
     | {"ServiceAccount", "NetworkPolicy", "CronJob", "Job"},
     # A second track of web pods (issue 19): a canary split or a shadow mirror on the HTTPRoute.
     "canary-values.yaml": {"ConfigMap", "Deployment", "Ingress", "Pod", "PodDisruptionBudget", "Service"}
@@ -270,7 +271,10 @@ def test_hpa_min_above_max_fails(kit: Any, helm: str) -> None:
 
 def test_notes_print_ingress_curl_and_port_forward(kit: Any) -> None:
     """NOTES.txt shows the curl through the ingress and the port-forward alternative."""
-    res = kit.helm("helm4", "install", "--dry-run=client", kit.release, str(kit.chart), "--namespace", kit.namespace)
+    res = kit.helm(
+        "helm4", "install", "--dry-run=client", kit.release, str(kit.chart), "--namespace", kit.namespace,
+        "--set", "ingress.enabled=true",
+    )  # fmt: skip
     assert res.returncode == 0, res.stderr
     notes = res.stdout.split("NOTES:", 1)[1]
     assert "curl -s -X POST http://localhost/predict" in notes

@@ -56,6 +56,9 @@ tool, args = sys.argv[1], sys.argv[2:]
 with open(os.environ["RECORD_LOG"], "a") as log:
     log.write(json.dumps([tool, *args]) + "\n")
 if tool == "kind":
+    if "--config" in args and os.environ.get("KEEP_KIND_CONFIG"):
+        with open(args[args.index("--config") + 1]) as src, open(os.environ["KEEP_KIND_CONFIG"], "w") as dst:
+            dst.write(src.read())
     if args[:1] == ["version"]:
         print(os.environ.get("FAKE_KIND_VERSION", "kind v0.30.0 go1.24.6 linux/amd64"))
     elif args[:2] == ["get", "clusters"]:
@@ -63,7 +66,13 @@ if tool == "kind":
 elif tool == "docker":
     if args[:2] == ["buildx", "version"]:
         sys.exit(0 if os.environ.get("FAKE_BUILDX") == "1" else 1)
-    if args and args[0] == "save":
+    if args[:1] == ["version"]:
+        print(os.environ.get("FAKE_DOCKER_ARCH", "amd64"))
+    if args[:2] == ["save", "--help"]:
+        # Docker >= 28 has `docker save --platform`.
+        platform = os.environ.get("FAKE_SAVE_PLATFORM") == "1"
+        print("  -o, --output string" + ("\n      --platform stringArray" if platform else ""))
+    elif args and args[0] == "save":
         with open(args[args.index("-o") + 1], "wb") as out:
             out.write(b"image archive")
 elif tool == "kubectl" and "get" in args and "-l" in args:
@@ -104,7 +113,9 @@ def _calls(log: Path) -> list[list[str]]:
     return [json.loads(line) for line in log.read_text().splitlines()]
 
 
-def _run_deploy(kit: Any, tmp_path: Path, release: str, namespace: str, buildx: bool) -> list[list[str]]:
+def _run_deploy(
+    kit: Any, tmp_path: Path, release: str, namespace: str, buildx: bool, **extra_env: str
+) -> list[list[str]]:
     """Run kind-deploy.sh for ``release``/``namespace`` with recorders; return the recorded calls."""
     docs = kit.helm(
         "helm3", "template", release, str(kit.chart), "-n", namespace, "-f", str(REPO / "k8s/values-kind.yaml")
@@ -129,15 +140,19 @@ def _run_deploy(kit: Any, tmp_path: Path, release: str, namespace: str, buildx: 
         "NAMESPACE": namespace,
         "IMAGE_TAG": "kind-test",
         "TOOLS_DIR": str(tmp_path / "no-tools"),  # the user's own helm, as on a laptop
+        **extra_env,
     }
     res = subprocess.run(
         ["bash", str(SCRIPTS / "kind-deploy.sh")], capture_output=True, text=True, env=env, timeout=120, check=False
     )
     assert res.returncode == 0, res.stdout + res.stderr
+    (tmp_path / "helm-stdout.yaml").write_text(res.stdout)  # the recorder's helm renders the release here
     return _calls(log)
 
 
-def _run_up(tmp_path: Path, clusters: str = "", kind_version: str | None = None) -> tuple[int, str, list[list[str]]]:
+def _run_up(
+    tmp_path: Path, clusters: str = "", kind_version: str | None = None, **extra_env: str
+) -> tuple[int, str, list[list[str]]]:
     """Run kind-up.sh with recorders (helm too); return its exit code, stderr and the recorded calls."""
     bin_dir = _recorders(tmp_path, ("docker", "kind", "kubectl", "helm"))
     log = tmp_path / "calls.jsonl"
@@ -148,6 +163,7 @@ def _run_up(tmp_path: Path, clusters: str = "", kind_version: str | None = None)
         "RECORD_LOG": str(log),
         "FAKE_KIND_CLUSTERS": clusters,
         "TOOLS_DIR": str(tmp_path / "no-tools"),  # the user's own helm (here: the recorder)
+        **extra_env,
     }
     if kind_version:
         env["FAKE_KIND_VERSION"] = kind_version
@@ -287,8 +303,8 @@ def test_kind_gateway_and_route_match_gateway_api_crd_schemas(kit: Any) -> None:
 @pytest.mark.parametrize(("release", "namespace"), [("reviewserve", "reviewserve"), ("demo", "shop")])
 def test_kind_route_attaches_to_the_kind_gateway(kit: Any, release: str, namespace: str) -> None:
     """With k8s/values-kind.yaml the HTTPRoute names the Gateway of k8s/gateway.yaml by name, namespace
-    and listener, that listener admits routes from the release's namespace, the route sends every path
-    (so /predict) to the release's Service, and no Ingress is rendered (kind runs no Ingress controller).
+    and listener, that listener admits routes from the release's namespace, the route sends the API paths
+    (/predict, /v2) to the release's Service, and no Ingress is rendered (kind runs no Ingress controller).
     """
     res = kit.helm(
         "helm4", "template", release, str(kit.chart), "--namespace", namespace,
@@ -310,7 +326,11 @@ def test_kind_route_attaches_to_the_kind_gateway(kit: Any, release: str, namespa
     assert gateway["spec"]["gatewayClassName"] == "nginx"  # the GatewayClass NGF's chart creates by default
     assert not route["spec"].get("hostnames"), "any host name, so http://localhost/ matches"
     for rule in route["spec"]["rules"]:
-        assert rule["matches"] == [{"path": {"type": "PathPrefix", "value": "/"}}] and "filters" not in rule
+        # The API paths only (issue 16 item 8): /metrics and /openapi.json stay on the Service.
+        assert rule["matches"] == [
+            {"path": {"type": "Exact", "value": "/predict"}},
+            {"path": {"type": "PathPrefix", "value": "/v2"}},
+        ] and "filters" not in rule
         assert rule["backendRefs"] == [
             {"name": service["metadata"]["name"], "port": service["spec"]["ports"][0]["port"], "weight": 1}
         ]
@@ -367,7 +387,7 @@ def test_kind_deploy_loads_an_image_without_attestation(kit: Any, tmp_path: Path
         assert "--provenance=false" in builds[0] and "--load" in builds[0]
     else:
         assert builds[0][1] == "build" and "--provenance=false" not in builds[0]
-    save = next(c for c in calls if c[0] == "docker" and c[1] == "save")
+    save = next(c for c in calls if c[0] == "docker" and c[1] == "save" and "--help" not in c)
     archive = save[save.index("-o") + 1]
     assert save[-1] == "reviewserve:kind-test"
     loads = [c for c in calls if c[0] == "kind" and "load" in c]
@@ -569,3 +589,245 @@ def test_e2e_route_check_reads_gateway_status(kit: Any) -> None:
     assert problem.startswith("nginx-gateway/gateway (http): ResolvedRefs False (BackendNotFound")
     # A status for a Gateway of the same name in another namespace is not this route's.
     assert e2e.route_parent_problems({**route, "status": status("True", "ResolvedRefs", namespace="default")})
+
+
+# ------------------------------------------------------------- issue 16, items 14 and 16 ---
+
+
+@pytest.mark.parametrize("port", ["8080", "80"])
+def test_kind_host_port_is_a_variable_of_kind_up(tmp_path: Path, port: str) -> None:
+    """Issue 16 item 14: `KIND_HOST_PORT=8080 make kind-up` (rootless Docker, Podman: no ports below
+    1024) creates the cluster with the Gateway on 127.0.0.1:8080, the rest of the config unchanged;
+    kind-e2e then targets that port."""
+    kept = tmp_path / "kind-config.yaml"
+    code, stderr, calls = _run_up(tmp_path, KIND_HOST_PORT=port, KEEP_KIND_CONFIG=str(kept))
+    assert code == 0, stderr
+    [create] = [c for c in calls if c[:3] == ["kind", "create", "cluster"]]
+    used = yaml.safe_load(kept.read_text())
+    original = yaml.safe_load((REPO / "k8s" / "kind-config.yaml").read_text())
+    [mapping] = used["nodes"][0]["extraPortMappings"]
+    assert mapping["hostPort"] == int(port) and mapping["listenAddress"] == "127.0.0.1"
+    original["nodes"][0]["extraPortMappings"][0]["hostPort"] = int(port)
+    assert used == original
+    if port == "80":
+        assert _opt(create, "--config") == str(REPO / "k8s" / "kind-config.yaml")
+    makefile = (REPO / "Makefile").read_text()
+    assert "KIND_HOST_PORT" in makefile
+    env = {"PATH": "/usr/bin:/bin", "KIND_HOST_PORT": port, "HOME": str(tmp_path)}
+    url = subprocess.run(
+        ["bash", "-c", f"source {SCRIPTS / 'lib.sh'}; echo $GATEWAY_BASE_URL"],
+        capture_output=True, text=True, env=env, timeout=30, check=True,
+    ).stdout.strip()  # fmt: skip
+    assert url == ("http://localhost" if port == "80" else f"http://localhost:{port}")
+    assert 'GATEWAY_URL:-${GATEWAY_BASE_URL}' in (SCRIPTS / "kind-e2e.sh").read_text()
+
+
+def test_kind_up_refuses_a_bad_host_port(tmp_path: Path) -> None:
+    """Item 14: a typo in KIND_HOST_PORT is an error before any cluster is created."""
+    code, stderr, calls = _run_up(tmp_path, KIND_HOST_PORT="80a")
+    assert code != 0 and "KIND_HOST_PORT" in stderr
+    assert not [c for c in calls if c[:3] == ["kind", "create", "cluster"]]
+
+
+@pytest.mark.parametrize("save_platform", [True, False])
+def test_kind_deploy_builds_and_saves_one_platform(kit: Any, tmp_path: Path, save_platform: bool) -> None:
+    """Issue 16 item 16: the image is built for the node's platform (the Docker engine's architecture, or
+    KIND_PLATFORM) and `docker save --platform` keeps only it in the archive when Docker has the flag (>= 28)."""
+    calls = _run_deploy(
+        kit, tmp_path, "demo", "shop", buildx=True, FAKE_DOCKER_ARCH="arm64",
+        FAKE_SAVE_PLATFORM="1" if save_platform else "0",
+    )  # fmt: skip
+    build = next(c for c in calls if c[0] == "docker" and "build" in c)
+    assert _opt(build, "--platform") == "linux/arm64"
+    save = next(c for c in calls if c[:2] == ["docker", "save"] and "--help" not in c)
+    if save_platform:
+        assert _opt(save, "--platform") == "linux/arm64"
+    else:
+        assert "--platform" not in save, "an older Docker has no save --platform"
+    (tmp_path / "x").mkdir()
+    chosen = _run_deploy(kit, tmp_path / "x", "demo", "shop", buildx=True, KIND_PLATFORM="linux/amd64",
+                         FAKE_SAVE_PLATFORM="1")  # fmt: skip
+    save = next(c for c in chosen if c[:2] == ["docker", "save"] and "--help" not in c)
+    assert _opt(save, "--platform") == "linux/amd64"
+
+
+def test_kind_e2e_needs_only_the_e2e_extra() -> None:
+    """Item 16: `make kind-e2e` installs the e2e extra, not the dev one (tritonclient, moto, mutmut), and
+    that extra covers every third-party import of tests/e2e and the root conftest."""
+    import tomllib
+
+    makefile = (REPO / "Makefile").read_text()
+    target = re.search(r"^kind-e2e:([^#\n]*)", makefile, flags=re.M)
+    assert target and "install-dev" not in target.group(1) and ".e2e-installed" in target.group(1)
+    assert ".[e2e]" in makefile
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    e2e = {re.split(r"[<>=\[ ]", r)[0].lower() for r in extras["e2e"]}
+    assert not e2e & {"tritonclient", "moto", "mutmut", "schemathesis"}
+    imported = set()
+    for path in [*(REPO / "tests" / "e2e").glob("*.py"), REPO / "tests" / "conftest.py"]:
+        for m in re.finditer(r"^\s*(?:import|from) ([a-zA-Z_]+)", path.read_text(), flags=re.M):
+            imported.add(m.group(1))
+    local = {"release", "conftest", "test_cluster", "tests", "reviewserve", "__future__"}
+    third_party = {m for m in imported - local if m not in sys.stdlib_module_names}
+    assert third_party <= e2e | {"yaml"} and ("yaml" not in third_party or "pyyaml" in e2e), third_party
+
+
+# ------------------------------------------------- issue 16, items 3, 13, 17: the documented commands ---
+
+DOC_FILES = ("docs/kubernetes.md", "docs/batch.md", "docs/streaming.md", "README.md")
+MY_VALUES = {"image": {"repository": "registry.example.com/reviewserve", "tag": "1.0.0"}}
+
+
+def _doc_commands() -> list[tuple[str, list[str]]]:
+    """Every command line of the docs' bash blocks (continuations joined, comments dropped), as argv."""
+    import shlex
+
+    found = []
+    for name in DOC_FILES:
+        for block in re.findall(r"```bash\n(.*?)```", (REPO / name).read_text(), flags=re.S):
+            for line in block.replace("\\\n", " ").splitlines():
+                argv = shlex.split(line, comments=True)
+                if argv:
+                    found.append((name, argv))
+    return found
+
+
+def _helm_install_commands() -> list[tuple[str, list[str], list[str]]]:
+    """The documented `helm upgrade`/`helm install` commands, each with the values of the command before it
+    in the same file (what `--reuse-values` reuses)."""
+    out, previous = [], {}
+    for name, argv in _doc_commands():
+        if argv[0] == "helm" and argv[1] in ("upgrade", "install"):
+            out.append((name, argv, previous.get(name, [])))
+            previous[name] = argv
+    return out
+
+
+def _template_args(argv: list[str], tmp_path: Path, chart_package: Path) -> list[str]:
+    """`helm template` arguments rendering what a documented `helm upgrade --install` would apply."""
+    drop = {"upgrade", "install", "--install", "--wait", "--create-namespace", "--reuse-values", "--atomic"}
+    with_value = {"--timeout", "--version"}
+    my_values = tmp_path / "my-values.yaml"
+    my_values.write_text(yaml.safe_dump(MY_VALUES))
+    args, skip = ["template"], False
+    for a in argv[1:]:
+        if skip:
+            skip = False
+        elif a in with_value:
+            skip = True
+        elif a not in drop:
+            if a.startswith("oci://"):
+                a = str(chart_package)
+            elif a == "charts/reviewserve":
+                a = str(REPO / "charts" / "reviewserve")
+            elif a.startswith("my-") and a.endswith(".yaml"):
+                a = str(my_values)
+            args.append(a)
+    return args
+
+
+def _value_flags(argv: list[str]) -> list[str]:
+    """The values flags of a command (-f/--values/--set...), with their arguments."""
+    flags = ("-f", "--values", "--set", "--set-string", "--set-json")
+    return [x for i, a in enumerate(argv[:-1]) if a in flags for x in (a, argv[i + 1])]
+
+
+def _sets(argv: list[str]) -> list[str]:
+    return [argv[i + 1] for i, a in enumerate(argv[:-1]) if a in ("--set", "--set-string", "--set-json")]
+
+
+@pytest.fixture(scope="module")
+def chart_package(kit: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The chart packaged as the docs say (`helm package charts/reviewserve --destination dist/`)."""
+    dist = tmp_path_factory.mktemp("dist")
+    [package] = [argv for _, argv in _doc_commands() if argv[:2] == ["helm", "package"]]
+    args = [str(REPO / a) if a == "charts/reviewserve" else str(dist) if a == "dist/" else a for a in package[1:]]
+    res = kit.helm("helm3", *args)
+    assert res.returncode == 0, res.stderr
+    [tgz] = list(dist.glob("*.tgz"))
+    return tgz
+
+
+def test_docs_helm_commands_render_and_keep_the_release(kit: Any, tmp_path: Path, chart_package: Path) -> None:
+    """Items 3 and 13: every documented `helm upgrade`/`helm install` renders (schema and render-time
+    checks pass) and keeps the release's other values: it passes a values file, reuses the values, or is
+    a first install naming the image - never a bare `--set` that resets the release to the defaults."""
+    commands = _helm_install_commands()
+    assert len(commands) >= 6, commands
+    for name, argv, before in commands:
+        keeps = {"-f", "--values", "--reuse-values", "--reset-then-reuse-values"} & set(argv)
+        first_install = any(s.startswith("image.repository=") for s in _sets(argv))
+        assert keeps or first_install, f"{name}: {' '.join(argv)} would reset the release's values"
+        args = _template_args(argv, tmp_path, chart_package)
+        if "--reuse-values" in argv:  # what the release had: the previous command's values, then these
+            args = [*args[:3], *_value_flags(_template_args(before, tmp_path, chart_package)), *args[3:]]
+        res = kit.helm("helm3", *args)
+        assert res.returncode == 0, f"{name}: {' '.join(argv)}\n{res.stderr}"
+
+
+def test_docs_ingress_host_form_works(kit: Any, tmp_path: Path, chart_package: Path) -> None:
+    """Item 13: the documented way to set the Ingress host gives the whole entry (host and the API paths);
+    `--set ingress.hosts[0].host=...` alone, which the schema refuses, is not suggested anywhere."""
+    for name in DOC_FILES:
+        assert "`ingress.hosts[0].host=reviewserve.example.com`" not in (REPO / name).read_text(), name
+    for name, argv in _doc_commands():
+        assert not [s for s in _sets(argv) if s.startswith("ingress.hosts[")], f"{name}: {argv}"
+    bare = kit.template(sets=("ingress.enabled=true", "ingress.hosts[0].host=reviewserve.example.com"))
+    assert bare.returncode != 0 and "paths" in bare.stderr
+    [argv] = [a for _, a, _ in _helm_install_commands() if any(s.startswith("ingress.hosts=") for s in _sets(a))]
+    res = kit.helm("helm3", *_template_args(argv, tmp_path, chart_package))
+    assert res.returncode == 0, res.stderr
+    [ingress] = [d for d in yaml.safe_load_all(res.stdout) if d and d["kind"] == "Ingress"]
+    [rule] = ingress["spec"]["rules"]
+    assert rule["host"] == "reviewserve.example.com"
+    assert {p["path"] for p in rule["http"]["paths"]} == {"/predict", "/v2"}
+
+
+def test_docs_kind_commands_keep_the_route_and_the_loaded_image(kit: Any, tmp_path: Path) -> None:
+    """Item 3: the documented way to change the kind release (batch, stream) is `make kind-deploy` with
+    HELM_ARGS; run through kind-deploy.sh, the release keeps the HTTPRoute and the image kind loaded,
+    and gets what the arguments ask for."""
+    commands = [(n, a) for n, a in _doc_commands() if "kind-deploy" in a and any(x.startswith("HELM_ARGS=") for x in a)]
+    assert {n for n, _ in commands} >= {"docs/batch.md", "docs/streaming.md", "docs/kubernetes.md"}, commands
+    extra = tmp_path / "my-kind-values.yaml"
+    extra.write_text("{}\n")
+    for i, (name, argv) in enumerate(commands):
+        helm_args = next(a for a in argv if a.startswith("HELM_ARGS=")).split("=", 1)[1]
+        helm_args = helm_args.replace("my-kind-values.yaml", str(extra))
+        run_dir = tmp_path / f"run{i}"
+        run_dir.mkdir()
+        _run_deploy(kit, run_dir, "reviewserve", "reviewserve", buildx=True, HELM_ARGS=helm_args)
+        docs = [d for d in yaml.safe_load_all((run_dir / "helm-stdout.yaml").read_text()) if d]
+        kinds = {d["kind"] for d in docs}
+        assert "HTTPRoute" in kinds, f"{name}: {helm_args} deletes the HTTPRoute"
+        images = {c["image"] for d in docs if d["kind"] == "Deployment" and "redis" not in d["metadata"]["name"]
+                  for c in d["spec"]["template"]["spec"]["containers"]}  # fmt: skip
+        assert images == {"reviewserve:kind-test"}, f"{name}: {helm_args} -> {images}"
+        if "batch.cronJob.enabled=true" in helm_args:
+            assert "CronJob" in kinds
+        if "stream.enabled=true" in helm_args:
+            assert any(d["kind"] == "Deployment" and d["metadata"]["name"].endswith("-stream") for d in docs)
+
+
+def test_docs_show_how_the_image_and_chart_reach_a_registry(chart_package: Path) -> None:
+    """Item 17: "Install with Helm (any cluster)" builds, tags and pushes the image it installs (also as a
+    multi-platform image for amd64 and arm64 nodes), and pushes the chart as an OCI artifact whose
+    package name is what `helm package` makes."""
+    commands = [a for n, a in _doc_commands() if n == "docs/kubernetes.md"]
+    installs = [a for a in commands if a[:2] == ["helm", "upgrade"] and "image.tag=1.0.0" in _sets(a)]
+    assert installs
+    ref = "registry.example.com/reviewserve:1.0.0"
+    for install in installs:
+        sets = dict(s.split("=", 1) for s in _sets(install))
+        assert f"{sets['image.repository']}:{sets['image.tag']}" == ref
+    assert ["docker", "build", "-t", ref, "."] in commands
+    assert ["docker", "push", ref] in commands
+    [multi] = [a for a in commands if a[:3] == ["docker", "buildx", "build"]]
+    platforms = set(multi[multi.index("--platform") + 1].split(","))
+    assert {"linux/amd64", "linux/arm64"} <= platforms and "--push" in multi and ref in multi
+    [push] = [a for a in commands if a[:2] == ["helm", "push"]]
+    assert Path(push[2]).name == chart_package.name and push[3].startswith("oci://")
+    chart = yaml.safe_load((REPO / "charts" / "reviewserve" / "Chart.yaml").read_text())
+    oci = [a for a in installs if any(x.startswith("oci://") for x in a)]
+    assert oci and all(a[a.index("--version") + 1] == chart["version"] for a in oci)
+    assert next(x for x in oci[0] if x.startswith("oci://")) == f"{push[3]}/{chart['name']}"

@@ -64,11 +64,12 @@ def _series(ok_5xx: bool, ns: str = NS, svc: str = SVC) -> list[dict[str, str]]:
     """Input series of one release: traffic (with or without a 5xx burst), latency histogram, KSM and up."""
     sel = f'namespace="{ns}",service="{svc}"'
     bucket = f'flask_http_request_duration_seconds_bucket{{{sel},method="POST",path="/predict",status="200"'
+    count = f'flask_http_request_duration_seconds_count{{{sel},method="POST",path="/predict"'
     fast = ok_5xx
     return [
-        {"series": f'flask_http_request_total{{{sel},method="POST",status="200"}}', "values": "0+60x30"},
+        {"series": f'{count},status="200"}}', "values": "0+60x30"},
         {
-            "series": f'flask_http_request_total{{{sel},method="POST",status="500"}}',
+            "series": f'{count},status="500"}}',
             "values": "0+1x30" if ok_5xx else "0+6x30",
         },
         {"series": f'{bucket},le="0.5"}}', "values": "0+60x30" if fast else "0+50x30"},
@@ -89,15 +90,15 @@ def test_alerts_fire_and_stay_quiet(promtool: str, rules_file: Path, tmp_path: P
         "ReviewserveHighErrorRatio": {
             "exp_labels": {"severity": "warning", "namespace": NS, "service": SVC},
             "exp_annotations": {
-                "summary": "More than 5% of reviewserve requests fail with 5xx.",
-                "description": f"9.091% of requests to {NS}/{SVC} answered 5xx over the last 5 minutes.",
+                "summary": "More than 5% of reviewserve prediction requests fail with 5xx.",
+                "description": f"9.091% of prediction requests to {NS}/{SVC} answered 5xx over the last 5 minutes.",
             },
         },
         "ReviewserveHighP99Latency": {
             "exp_labels": {"severity": "warning", "namespace": NS, "service": SVC},
             "exp_annotations": {
-                "summary": "reviewserve /predict p99 latency is above 1s.",
-                "description": f"p99 latency of /predict on {NS}/{SVC} is 2.32s.",
+                "summary": "reviewserve prediction p99 latency is above 1s.",
+                "description": f"p99 latency of /predict and V2 infer on {NS}/{SVC} is 2.32s.",
             },
         },
         "ReviewserveNoReadyReplicas": {
@@ -160,12 +161,12 @@ def test_two_releases_alert_separately(kit: Any, promtool: str, tmp_path: Path) 
     def annotations(name: str, ns: str, svc: str) -> dict[str, str]:
         if name == "ReviewserveHighErrorRatio":
             return {
-                "summary": "More than 5% of reviewserve requests fail with 5xx.",
-                "description": f"9.091% of requests to {ns}/{svc} answered 5xx over the last 5 minutes.",
+                "summary": "More than 5% of reviewserve prediction requests fail with 5xx.",
+                "description": f"9.091% of prediction requests to {ns}/{svc} answered 5xx over the last 5 minutes.",
             }
         return {
-            "summary": "reviewserve /predict p99 latency is above 1s.",
-            "description": f"p99 latency of /predict on {ns}/{svc} is 2.32s.",
+            "summary": "reviewserve prediction p99 latency is above 1s.",
+            "description": f"p99 latency of /predict and V2 infer on {ns}/{svc} is 2.32s.",
         }
 
     def alerts(a_ok: bool, b_ok: bool) -> dict[str, Any]:

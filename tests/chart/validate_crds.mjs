@@ -1,7 +1,7 @@
 // Validate custom resources against the schemas generated from their CRDs: ServiceMonitor,
 // PrometheusRule and PodMonitor (npm @kubernetes-models/prometheus-operator), HTTPRoute and Gateway
-// (npm @kubernetes-models/gateway-api, the Gateway API standard-channel CRDs), ScaledObject (npm
-// @kubernetes-models/keda).
+// (npm @kubernetes-models/gateway-api, the Gateway API standard-channel CRDs), ScaledObject and
+// TriggerAuthentication (npm @kubernetes-models/keda).
 // Usage: node validate_crds.mjs <node_modules dir>  < resources.json   (a JSON array)
 // Prints one JSON line per resource: {"kind", "name", "ok", "error"}; exits 1 if any is invalid.
 import { readFileSync } from "node:fs";
@@ -22,6 +22,7 @@ const models = {
   "gateway.networking.k8s.io/v1/Gateway": await load("gateway-api", "gateway.networking.k8s.io/v1", "Gateway"),
   "monitoring.coreos.com/v1/PodMonitor": await load("prometheus-operator", "monitoring.coreos.com/v1", "PodMonitor"),
   "keda.sh/v1alpha1/ScaledObject": await load("keda", "keda.sh/v1alpha1", "ScaledObject"),
+  "keda.sh/v1alpha1/TriggerAuthentication": await load("keda", "keda.sh/v1alpha1", "TriggerAuthentication"),
 };
 
 const resources = JSON.parse(readFileSync(0, "utf8"));

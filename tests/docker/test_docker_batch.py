@@ -46,7 +46,8 @@ def test_rendered_indexed_job_scores_the_table_under_docker(
     make_reviews(url, list(enumerate(review_texts(ROWS), start=1)))
     docs = render_chart(
         helm,  # type: ignore[arg-type]
-        **{"batch.job.enabled": "true", "batch.job.shards": str(SHARDS), "batch.databaseSecret.name": "db",
+        **{"batch.job.enabled": "true", "batch.job.runId": "docker-1", "batch.job.shards": str(SHARDS),
+           "batch.databaseSecret.name": "db",
            "batch.databaseSecret.key": "url", "batch.chunkSize": "100"},
     )  # fmt: skip
     job = next(d for d in docs if d["kind"] == "Job")

@@ -59,6 +59,8 @@ class Cluster:
     apps: object
     autoscaling: object
     custom: object
+    networking: object = None
+    batch: object = None
 
 
 def _unavailable(reason: str) -> None:
@@ -121,6 +123,8 @@ def cluster() -> Cluster:
         apps=apps,
         autoscaling=client.AutoscalingV2Api(),
         custom=client.CustomObjectsApi(),
+        networking=client.NetworkingV1Api(),
+        batch=client.BatchV1Api(),
     )
 
 

@@ -152,3 +152,11 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/part-of: reviewserve
 app.kubernetes.io/component: batch
 {{- end }}
+
+{{/*
+Name of the one-off Job: keyed on batch.job.runId, never on the release revision, so an unrelated
+upgrade neither starts a new run nor deletes a running one.
+*/}}
+{{- define "reviewserve.batchJobName" -}}
+{{- printf "%s-score-%s" (include "reviewserve.fullname" . | trunc 25 | trimSuffix "-") .Values.batch.job.runId | trunc 63 | trimSuffix "-" }}
+{{- end }}

@@ -262,8 +262,31 @@ Grafana dashboard uid (at most 40 characters), unique per release namespace and 
 {{- end }}
 
 {{/*
+PromQL regex of the prediction routes, as the `path` label (Flask route templates) names them.
+*/}}
+{{- define "reviewserve.predictPaths" -}}
+/predict|/v2/models/<name>/infer
+{{- end }}
+
+{{/*
 PromQL label matcher selecting this release's scrape targets.
 */}}
 {{- define "reviewserve.promSelector" -}}
 namespace="{{ .Release.Namespace }}",service=~"{{ include "reviewserve.fullname" . }}|{{ include "reviewserve.canaryName" . }}"
+{{- end }}
+
+{{/*
+The Deployment's `replicas` (empty: leave it out). Without autoscaling: replicaCount. With it: the
+live Deployment's count when it exists (`live`, from lookup; an upgrade, e.g. the one that turns
+autoscaling on, so the count never drops to the API default of 1 before the HPA acts), else nothing
+(a first install, or `helm template`/GitOps without cluster access: the HPA sets it).
+Kubernetes docs, "Migrating Deployments and StatefulSets to horizontal autoscaling".
+*/}}
+{{- define "reviewserve.replicas" -}}
+{{- $root := .root -}}
+{{- if not $root.Values.autoscaling.enabled -}}
+{{- $root.Values.replicaCount | int -}}
+{{- else if and .live (hasKey (.live.spec | default dict) "replicas") -}}
+{{- min (max (.live.spec.replicas | int) ($root.Values.autoscaling.minReplicas | int)) ($root.Values.autoscaling.maxReplicas | int) -}}
+{{- end -}}
 {{- end }}

@@ -58,6 +58,18 @@ host:port of Redis for the KEDA trigger (the dev Redis's Service when it is on).
 {{- end }}
 
 {{/*
+Name of the TriggerAuthentication the ScaledObject references: stream.keda.authenticationRef, else
+the chart's own (stream.keda.auth.enabled), else empty.
+*/}}
+{{- define "reviewserve.stream.kedaAuthName" -}}
+{{- if .Values.stream.keda.authenticationRef }}
+{{- .Values.stream.keda.authenticationRef }}
+{{- else if .Values.stream.keda.auth.enabled }}
+{{- printf "%s-redis" (include "reviewserve.stream.fullname" . | trunc 57 | trimSuffix "-") }}
+{{- end }}
+{{- end }}
+
+{{/*
 Cross-field rules of stream.* the JSON schema cannot express.
 */}}
 {{- define "reviewserve.stream.validate" -}}
@@ -73,6 +85,9 @@ Cross-field rules of stream.* the JSON schema cannot express.
 {{- end }}
 {{- if and $s.keda.enabled (not $s.keda.address) (not $s.devRedis.enabled) }}
 {{- fail "stream.keda.enabled needs stream.keda.address (host:port of Redis for the KEDA trigger)" }}
+{{- end }}
+{{- if and $s.keda.enabled $s.keda.auth.enabled (not $s.redis.existingSecret) }}
+{{- fail "stream.keda.auth.enabled reads the Redis password from stream.redis.existingSecret: set it (the dev Redis has no password)" }}
 {{- end }}
 {{- if and $s.autoscaling.enabled (gt ($s.autoscaling.minReplicas | int) ($s.autoscaling.maxReplicas | int)) }}
 {{- fail (printf "stream.autoscaling.minReplicas (%d) must not exceed stream.autoscaling.maxReplicas (%d)" ($s.autoscaling.minReplicas | int) ($s.autoscaling.maxReplicas | int)) }}
