@@ -115,7 +115,11 @@ def test_dashboard_compares_the_tracks(kit: Any) -> None:
     docs = kit.render(sets=("metrics.grafanaDashboard.enabled=true",))
     [config] = [d for d in kit.by_kind(docs, "ConfigMap") if d["metadata"]["name"].endswith("-dashboard")]
     panels = {p["title"]: p for p in json.loads(config["data"]["reviewserve.json"])["panels"]}
-    for title in ("Positive rate by track", "/predict p99 latency by track", "5xx ratio by track"):
+    for title in (
+        "Positive rate by track",
+        "Prediction p99 latency by track",
+        "5xx ratio by track (prediction routes)",
+    ):
         exprs = [t["expr"] for t in panels[title]["targets"]]
         assert exprs and all("by (track" in e and "$service-canary" in e for e in exprs), title
     assert "reviewserve_model_info" in panels["Model version by track (pods serving it)"]["targets"][0]["expr"]
