@@ -48,9 +48,9 @@ EXPECTED_KINDS: dict[str, set[str]] = {
     "batch-on-values.yaml": {"ConfigMap", "Deployment", "Pod", "PodDisruptionBudget", "Service"}
     | {"ServiceAccount", "NetworkPolicy", "CronJob", "Job"},
     # A second track of web pods (issue 19): a canary split or a shadow mirror on the HTTPRoute.
-    "canary-values.yaml": {"ConfigMap", "Deployment", "Ingress", "Pod", "PodDisruptionBudget", "Service"}
+    "canary-values.yaml": {"ConfigMap", "Deployment", "Pod", "PodDisruptionBudget", "Service"}
     | {"ServiceAccount", "HTTPRoute"},
-    "shadow-values.yaml": {"ConfigMap", "Deployment", "Ingress", "Pod", "PodDisruptionBudget", "Service"}
+    "shadow-values.yaml": {"ConfigMap", "Deployment", "Pod", "PodDisruptionBudget", "Service"}
     | {"ServiceAccount", "HTTPRoute"},
 }
 
