@@ -9,17 +9,17 @@ ifneq ($(WORKERS),)
 export WORKERS
 endif
 
-.PHONY: help run dev test lint unit install install-dev lock clean bench bench-smoke bench-slow bench-overload bench-soak bench-stream bench-batch load-reviews score mutate tools chart-test kind-up kind-deploy kind-e2e kind-down
+.PHONY: help run dev test system-packages lint unit install install-dev lock clean bench bench-smoke bench-slow bench-overload bench-soak bench-stream bench-batch load-reviews score mutate tools chart-test kind-up kind-deploy kind-e2e kind-down
 
 help: ## List the targets
-	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(VENV)/.run-installed: $(BIN)/python pyproject.toml constraints.txt
-	$(BIN)/pip install --quiet -c constraints.txt -e .
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[eval]'  # eval: the plots of evaluate / train --eval
 	touch $@
 
 $(VENV)/.dev-installed: $(VENV)/.run-installed
@@ -46,8 +46,11 @@ lint: install-dev ## ruff
 unit: install-dev ## Fast unit tests only
 	$(BIN)/python -m pytest tests/unit
 
-test: install-dev tools lint ## Everything: lint, unit, real gunicorn, chart, Docker (starts what it needs)
+test: system-packages install-dev tools lint ## Everything: lint, unit, real gunicorn, chart, Docker (starts what it needs)
 	$(BIN)/python -m pytest
+
+system-packages: ## Install the system packages the tests need (Debian, root/sudo), or list them and stop
+	bash .ci/system-packages
 
 bench: install-dev ## Benchmark vs peers (wrk; ~20-25 min on 2 cores) -> docs/benchmarks.md (BENCH_ARGS=--help)
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)

@@ -50,6 +50,32 @@ def data_option(help_text: str) -> Callable[[Callable[..., Any]], Callable[..., 
     )
 
 
+text_column_option = click.option(
+    "--text-column", default="text", show_default=True, help="CSV column with the review text (also for --eval files)."
+)
+label_column_option = click.option(
+    "--label-column",
+    default="label",
+    show_default=True,
+    help="CSV column with the label: 0/1, negative/positive or neg/pos (also for --eval files).",
+)
+
+
+def plots_wanted(no_plots: bool) -> bool:
+    """Draw the PNG report unless told not to; without matplotlib say so in one line and go on."""
+    from reviewserve.model.evaluate import plotting_available
+
+    if no_plots:
+        return False
+    if not plotting_available():
+        click.echo(
+            "plots skipped: matplotlib is not installed (pip install 'reviewserve[eval]'; make install has it)",
+            err=True,
+        )
+        return False
+    return True
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="reviewserve")
 def main() -> None:
@@ -68,9 +94,10 @@ def main() -> None:
     type=click.Path(exists=True, path_type=Path),
     help="Held-out labelled file to evaluate on after training. Repeatable.",
 )
-@click.option("--text-column", default="text", show_default=True, help="CSV column with the review text.")
-@click.option("--label-column", default="label", show_default=True, help="CSV column with the label (0/1).")
+@text_column_option
+@label_column_option
 @click.option("--c", "c_value", type=float, default=None, help="Inverse regularisation strength.")
+@click.option("--no-plots", is_flag=True, help="Skip the PNG report of --eval.")
 def train(
     data: tuple[Path, ...],
     out: Path,
@@ -80,24 +107,31 @@ def train(
     text_column: str,
     label_column: str,
     c_value: float | None,
+    no_plots: bool,
 ) -> None:
     """Train a model on labelled files and write it with its card."""
+    from reviewserve.model.data import read_files
     from reviewserve.model.evaluate import evaluate as run_evaluation
     from reviewserve.model.train import train as run_training
 
     configure_logging("INFO")
-    card = run_training(
-        list(data),
-        out,
-        name=name,
-        version=model_version,
-        params={"C": c_value} if c_value is not None else None,
-        text_column=text_column,
-        label_column=label_column,
-    )
+    columns = {"text_column": text_column, "label_column": label_column}
+    try:
+        read_files(list(eval_files), **columns)  # a bad --eval file fails now, not after training
+        card = run_training(
+            list(data),
+            out,
+            name=name,
+            version=model_version,
+            params={"C": c_value} if c_value is not None else None,
+            **columns,
+        )
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
     click.echo(f"wrote {out / card.model_file} ({card.model_bytes} bytes, sha256 {card.model_sha256})")
     if eval_files:
-        click.echo(json.dumps(run_evaluation(out, list(eval_files)), indent=2))
+        results = run_evaluation(out, list(eval_files), plots=plots_wanted(no_plots), **columns)
+        click.echo(json.dumps(results, indent=2))
 
 
 @main.command()
@@ -105,7 +139,16 @@ def train(
 @data_option("Labelled held-out file. Repeatable; each is reported separately.")
 @click.option("--min-accuracy", type=float, default=None, help="Exit 1 if any file scores below this.")
 @click.option("--no-plots", is_flag=True, help="Skip the PNG report.")
-def evaluate(model_dir: str | None, data: tuple[Path, ...], min_accuracy: float | None, no_plots: bool) -> None:
+@text_column_option
+@label_column_option
+def evaluate(
+    model_dir: str | None,
+    data: tuple[Path, ...],
+    min_accuracy: float | None,
+    no_plots: bool,
+    text_column: str,
+    label_column: str,
+) -> None:
     """Evaluate a model; write metrics into its card and a report with plots into MODEL/evaluation/.
 
     A model URL is evaluated in its downloaded copy (MODEL_CACHE_DIR): push a new version to publish results.
@@ -117,9 +160,11 @@ def evaluate(model_dir: str | None, data: tuple[Path, ...], min_accuracy: float 
     settings = load_settings()
     try:
         folder = fetch(model_dir or settings.model_source, settings.model_cache_dir, settings.model_fetch_timeout)
-    except ModelLoadError as exc:
+        results = run_evaluation(
+            folder, list(data), plots=plots_wanted(no_plots), text_column=text_column, label_column=label_column
+        )
+    except (ValueError, ModelLoadError) as exc:
         raise click.ClickException(str(exc)) from None
-    results = run_evaluation(folder, list(data), plots=not no_plots)
     click.echo(json.dumps(results, indent=2))
     if min_accuracy is not None:
         low = {k: v["accuracy"] for k, v in results.items() if v["accuracy"] < min_accuracy}

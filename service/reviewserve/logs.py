@@ -3,10 +3,23 @@
 from __future__ import annotations
 
 import logging.config
+import re
 from typing import Any
 
 JSON_FORMATTER = "pythonjsonlogger.json.JsonFormatter"
 FIELDS = "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s"
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+class StripAnsi(logging.Filter):
+    """Drop terminal colour codes from messages (werkzeug's dev server colours its request lines):
+    a JSON log line must hold plain text."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "\x1b" in message:
+            record.msg, record.args = ANSI_ESCAPE.sub("", message), None
+        return True
 
 
 def logging_config(level: str = "INFO") -> dict[str, Any]:
@@ -21,7 +34,15 @@ def logging_config(level: str = "INFO") -> dict[str, Any]:
                 "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger", "process": "pid"},
             }
         },
-        "handlers": {"stdout": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stdout"}},
+        "filters": {"plain": {"()": StripAnsi}},
+        "handlers": {
+            "stdout": {
+                "class": "logging.StreamHandler",
+                "formatter": "json",
+                "stream": "ext://sys.stdout",
+                "filters": ["plain"],
+            }
+        },
         "root": {"level": level, "handlers": ["stdout"]},
         "loggers": {
             "gunicorn.error": {"level": level, "handlers": ["stdout"], "propagate": False},

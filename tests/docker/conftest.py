@@ -1,8 +1,8 @@
 """Fixtures for the Docker image tests: a running engine, the local base image, the app image.
 
-The engine is started with .ci/start-dockerd when it is not running; these tests skip only when
-no engine can be had at all (Docker not installed, or not root to start it), and even then fail
-when CI=true or REVIEWSERVE_REQUIRE_DOCKER=1. The image is built once per session with
+The engine is started with .ci/start-dockerd when it is not running. Docker not installed fails the
+tests (make test installs docker.io); they skip only when an installed engine cannot be started (not
+root), and even then fail when CI=true or REVIEWSERVE_REQUIRE_DOCKER=1. The image is built once per session with
 Debian's client /usr/bin/docker and BuildKit, exactly as CI builds it (see docs/docker.md).
 """
 
@@ -22,6 +22,8 @@ if str(HERE) not in sys.path:  # helper modules beside this file, whatever pytes
 from docker_settings import BASE_IMAGE, IMAGE, REPO, build_command  # noqa: E402
 from dockerpod import DOCKER, run  # noqa: E402
 from nginxingress import NGINX  # noqa: E402
+
+from tests.systools import missing_tool  # noqa: E402
 
 BUILD_LOG = Path(os.environ.get("REVIEWSERVE_BUILD_LOG", "/tmp/reviewserve-docker-build.log"))
 
@@ -44,11 +46,11 @@ def _skip_or_fail(reason: str) -> None:
 def docker_engine() -> str:
     """A Docker engine that answers /usr/bin/docker, started by .ci/start-dockerd if need be."""
     if not Path(DOCKER).exists():
-        _skip_or_fail(f"{DOCKER} not found: apt-get install -y docker.io")
+        missing_tool(DOCKER, "docker.io")
     engine_up = subprocess.run([DOCKER, "info"], capture_output=True, check=False).returncode == 0
     if not engine_up:
         if not Path("/usr/sbin/dockerd").exists():
-            _skip_or_fail("no Docker engine answers and dockerd is not installed (apt-get install -y docker.io)")
+            missing_tool("dockerd (no Docker engine answers)", "docker.io")
         if os.geteuid() != 0:
             _skip_or_fail("no Docker engine answers and only root can start dockerd")
         run([str(REPO / ".ci/start-dockerd")], timeout=120)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -12,15 +11,14 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
+from tests.systools import missing_tool
 
 pytestmark = pytest.mark.slow
 
 
 def test_bench_smoke_runs_and_reports(tmp_path: Path) -> None:
     if shutil.which("wrk") is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("wrk is not installed (.ci/run installs Debian's wrk)")
-        pytest.skip("wrk is not installed (apt-get install wrk)")
+        missing_tool("wrk", "wrk")
     results, doc = tmp_path / "peers.json", tmp_path / "benchmarks.md"
     run = subprocess.run(
         [sys.executable, "-m", "benchmarks.run", "--smoke", "--results", str(results), "--doc", str(doc),

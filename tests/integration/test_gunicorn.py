@@ -19,6 +19,7 @@ import requests
 
 from tests.conftest import SEED_REVIEW, Server
 from tests.promtext import sample
+from tests.systools import missing_tool
 
 pytestmark = pytest.mark.slow
 
@@ -26,7 +27,7 @@ pytestmark = pytest.mark.slow
 def test_seed_curl_works(live_server: Server) -> None:
     curl = shutil.which("curl")
     if curl is None:
-        pytest.skip("curl not installed")
+        missing_tool("curl", "curl")
     out = subprocess.run(
         [
             curl,

@@ -22,6 +22,7 @@ import requests
 from benchmarks.slowclients import SlowClients
 from benchmarks.workers import counts_from_metrics_dir, log_records, pids_from_log
 from tests.conftest import SEED_REVIEW, Server
+from tests.systools import missing_tool
 
 pytestmark = pytest.mark.slow
 
@@ -150,9 +151,7 @@ def test_recycled_workers_get_their_share_of_a_fast_client(server_factory, tmp_p
     half of the 8 connections most of the time.
     """
     if WRK is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("wrk not installed (apt-get install wrk)")
-        pytest.skip("wrk not installed (apt-get install wrk)")
+        missing_tool("wrk", "wrk")
     # KEEPALIVE_REQUESTS=0: connections are never closed for their age, only by recycling and balancing.
     server: Server = server_factory(workers=2, MAX_REQUESTS="1500", MAX_REQUESTS_JITTER="0", KEEPALIVE_REQUESTS="0")
     script = tmp_path / "post.lua"

@@ -23,6 +23,7 @@ import redis
 import requests
 
 from tests.conftest import MODEL_DIR, ROOT, free_port
+from tests.systools import missing_tool
 
 REDIS_SERVER = os.environ.get("REDIS_SERVER", "/usr/bin/redis-server")
 
@@ -58,9 +59,7 @@ class RedisServer:
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     """A private redis-server (no RDB, no AOF) for the whole session."""
     if not Path(REDIS_SERVER).exists() and shutil.which("redis-server") is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("redis-server is required on CI: apt-get install -y redis-server")
-        pytest.skip("redis-server not installed (apt-get install -y redis-server)")
+        missing_tool("redis-server", "redis-server")
     binary = REDIS_SERVER if Path(REDIS_SERVER).exists() else str(shutil.which("redis-server"))
     workdir = tmp_path_factory.mktemp("redis")
     port = free_port()
@@ -235,14 +234,12 @@ PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
 
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
-    """A private PostgreSQL 15 (fsync off) on a free port; its SQLAlchemy URL (pg8000, the runtime driver)."""
+    """A private PostgreSQL 15 (fsync off) on a free port; its SQLAlchemy URL (psycopg 3, the runtime driver)."""
     import pwd
     import tempfile
 
     if not (PG_BIN / "initdb").exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"PostgreSQL is required on CI: {PG_BIN}/initdb not found")
-        pytest.skip(f"PostgreSQL not installed ({PG_BIN})")
+        missing_tool(f"{PG_BIN}/initdb", "postgresql-15")
     # initdb refuses root: as root, run initdb and the server as the postgres user (a direct child,
     # so signals reach it).
     as_user: dict[str, int] = {}
@@ -273,7 +270,7 @@ def postgres_url() -> Iterator[str]:
 
     try:
         wait_until(ready, 60, "PostgreSQL to accept connections", interval=0.2)
-        yield f"postgresql+pg8000://postgres@127.0.0.1:{port}/postgres"
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
     finally:
         process.send_signal(signal.SIGINT)  # fast shutdown
         try:

@@ -172,31 +172,51 @@ def test_v2_inference_and_metadata(client: FlaskClient) -> None:
     [
         (
             "/v2/models/other/infer",
-            {"inputs": [{"name": "r", "shape": [1], "datatype": "BYTES", "data": ["x"]}]},
+            {"inputs": [{"name": "review", "shape": [1], "datatype": "BYTES", "data": ["x"]}]},
             404,
             "model_not_found",
         ),
         (
             "/v2/models/review-sentiment/versions/9/infer",
-            {"inputs": [{"name": "r", "shape": [1], "datatype": "BYTES", "data": ["x"]}]},
+            {"inputs": [{"name": "review", "shape": [1], "datatype": "BYTES", "data": ["x"]}]},
             404,
             "model_not_found",
         ),
-        (INFER, {"inputs": [{"name": "r", "shape": [1], "datatype": "FP32", "data": ["x"]}]}, 422, "validation_error"),
-        (INFER, {"inputs": [{"name": "r", "shape": [3], "datatype": "BYTES", "data": ["x"]}]}, 422, "validation_error"),
-        (INFER, {"inputs": [{"name": "r", "shape": [1], "datatype": "BYTES", "data": [1]}]}, 422, "validation_error"),
-        (INFER, {"inputs": [{"name": "r", "shape": [1], "datatype": "BYTES", "data": [" "]}]}, 422, "empty_review"),
+        (
+            INFER,
+            {"inputs": [{"name": "review", "shape": [1], "datatype": "FP32", "data": ["x"]}]},
+            422,
+            "validation_error",
+        ),
+        (
+            INFER,
+            {"inputs": [{"name": "review", "shape": [3], "datatype": "BYTES", "data": ["x"]}]},
+            422,
+            "validation_error",
+        ),
+        (
+            INFER,
+            {"inputs": [{"name": "review", "shape": [1], "datatype": "BYTES", "data": [1]}]},
+            422,
+            "validation_error",
+        ),
+        (
+            INFER,
+            {"inputs": [{"name": "review", "shape": [1], "datatype": "BYTES", "data": [" "]}]},
+            422,
+            "empty_review",
+        ),
         (INFER, {"inputs": []}, 422, "validation_error"),
         (
             INFER,
-            {"inputs": [{"name": "r", "shape": [5], "datatype": "BYTES", "data": ["x"] * 5}]},
+            {"inputs": [{"name": "review", "shape": [5], "datatype": "BYTES", "data": ["x"] * 5}]},
             422,
             "too_many_reviews",
         ),
         (
             INFER,
             {
-                "inputs": [{"name": "r", "shape": [1], "datatype": "BYTES", "data": ["x"]}],
+                "inputs": [{"name": "review", "shape": [1], "datatype": "BYTES", "data": ["x"]}],
                 "outputs": [{"name": "nope"}],
             },
             422,
@@ -206,6 +226,14 @@ def test_v2_inference_and_metadata(client: FlaskClient) -> None:
 )
 def test_v2_errors(client: FlaskClient, path: str, body: dict, status: int, code: str) -> None:
     _v2_error(client.post(path, json=body), status, code)
+
+
+def test_v2_input_not_named_as_the_metadata_says_is_400(client: FlaskClient) -> None:
+    """The model metadata names one input, `review`; any other name is refused with 400, not scored."""
+    assert [i["name"] for i in client.get("/v2/models/review-sentiment").get_json()["inputs"]] == ["review"]
+    body = {"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": ["great"]}]}
+    error = _v2_error(client.post(INFER, json=body), 400, "invalid_input")
+    assert "'text'" in error["error"] and "'review'" in error["error"]
 
 
 def test_tampered_model_keeps_server_alive_but_never_ready(model_copy: Path) -> None:
@@ -221,7 +249,7 @@ def test_tampered_model_keeps_server_alive_but_never_ready(model_copy: Path) -> 
     assert client.get("/v2/health/ready").status_code == 503
     assert client.get("/v2/models/review-sentiment/ready").status_code == 503
     _v2_error(
-        client.post(INFER, json={"inputs": [{"name": "r", "shape": [1], "datatype": "BYTES", "data": ["x"]}]}),
+        client.post(INFER, json={"inputs": [{"name": "review", "shape": [1], "datatype": "BYTES", "data": ["x"]}]}),
         503,
         "model_not_ready",
     )

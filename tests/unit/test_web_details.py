@@ -245,7 +245,7 @@ def test_logged_duration_runs_from_the_start_of_the_request(model_dir: Path, cap
         (INFER, {"json": _tensor(["a"] * 5)}, "inputs.0.data has 5 items; the limit is 4"),
         (
             INFER,
-            {"json": {"inputs": [{"name": "r", "shape": [2, 2], "datatype": "BYTES", "data": ["a"]}]}},
+            {"json": {"inputs": [{"name": "review", "shape": [2, 2], "datatype": "BYTES", "data": ["a"]}]}},
             "inputs.0.shape [2, 2] does not match 1 data element(s)",
         ),
         (

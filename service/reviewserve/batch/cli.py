@@ -252,6 +252,3 @@ def load_reviews_command(
     except (SourceError, SQLAlchemyError, OSError, UnicodeDecodeError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(json.dumps({"table": table, "loaded": count}))
-
-
-

@@ -106,7 +106,10 @@ def read_card(model_dir: Path) -> Card:
     try:
         return Card.model_validate_json(card_path.read_bytes())
     except FileNotFoundError as exc:
-        raise ModelLoadError(f"no model card at {card_path}") from exc
+        raise ModelLoadError(
+            f"no model card at {card_path}: point MODEL_PATH (or the command's --model / --model-path) "
+            "at a model folder holding card.json"
+        ) from exc
     except OSError as exc:
         raise ModelLoadError(f"model card {card_path} cannot be read: {exc}") from exc
     except ValidationError as exc:

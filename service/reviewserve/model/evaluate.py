@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 from typing import Any
@@ -39,17 +40,34 @@ def _plots(name: str, targets: list[int], scores: list[float], labels: list[str]
     return written
 
 
+def plotting_available() -> bool:
+    """Whether matplotlib (the ``eval`` extra) is installed, so the PNG report can be drawn."""
+    return importlib.util.find_spec("matplotlib") is not None
+
+
 def evaluate(
-    model_dir: Path, data_files: list[Path], *, plots: bool = True, update_card: bool = True
+    model_dir: Path,
+    data_files: list[Path],
+    *,
+    plots: bool = True,
+    update_card: bool = True,
+    text_column: str = "text",
+    label_column: str = "label",
 ) -> dict[str, dict[str, Any]]:
-    """Evaluate the model in ``model_dir`` on each file separately; returns metrics per file stem."""
+    """Evaluate the model in ``model_dir`` on each file separately; returns metrics per file stem.
+
+    ``text_column``/``label_column`` name the CSV columns, as for training. Raises ``ValueError`` for an
+    unreadable file before anything is scored or written.
+    """
+    tables = {
+        Path(path): read_files([Path(path)], text_column=text_column, label_column=label_column) for path in data_files
+    }
     predictor = Predictor.load(model_dir, max_chars=1_000_000)
     report_dir = Path(model_dir) / REPORT_DIR
     report_dir.mkdir(exist_ok=True)
     results: dict[str, dict[str, Any]] = {}
     evaluated = []
-    for path in data_files:
-        data = read_files([Path(path)])
+    for path, data in tables.items():
         keep = [i for i, t in enumerate(data.texts) if t.strip()]
         texts = [data.texts[i] for i in keep]
         targets = [data.targets[i] for i in keep]

@@ -121,6 +121,7 @@ def encode_seed(predictions: list[Prediction], single: bool, predictor: Predicto
 # --- Open Inference Protocol V2 ------------------------------------------------------------------
 
 OUTPUTS = ("label", "probability", "positive_probability")
+INPUT_NAME = "review"  # the one input the model metadata names
 
 
 class InferInput(BaseModel):
@@ -156,6 +157,13 @@ def decode_v2(body: Any, max_reviews: int) -> InferRequest:
     except ValidationError as exc:
         raise _pydantic_422(exc) from None
     tensor = request.inputs[0]
+    if tensor.name != INPUT_NAME:
+        # 400, not 422: the body is well formed but names an input this model does not have (see its metadata).
+        raise APIError(
+            400,
+            "invalid_input",
+            f"inputs.0.name {tensor.name!r} is not an input of this model; its input is {INPUT_NAME!r}",
+        )
     if any(d < 0 for d in tensor.shape) or math.prod(tensor.shape) != len(tensor.data):
         raise APIError(
             422,

@@ -20,6 +20,7 @@ from gunicorn.glogging import Logger
 from reviewserve.logs import logging_config
 from reviewserve.settings import get_settings
 from reviewserve.web import balance  # noqa: F401  (its shared table must exist before the fork)
+from reviewserve.writable import require_writable
 
 _settings = get_settings()
 _metrics_dir = Path(os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(_settings.prometheus_multiproc_dir)))
@@ -27,7 +28,7 @@ _metrics_dir = Path(os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(_setti
 
 def _clear_metrics_dir() -> None:
     # Files from a previous run would be summed into this run's counters.
-    _metrics_dir.mkdir(parents=True, exist_ok=True)
+    require_writable(_metrics_dir, "PROMETHEUS_MULTIPROC_DIR")  # a read-only mount: one line, not a traceback
     for entry in _metrics_dir.iterdir():
         if entry.is_dir():
             shutil.rmtree(entry)

@@ -177,7 +177,9 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
 
     def body_errors(schema_ref: str) -> dict[str, Any]:
         return {
-            "400": _error("The body is not valid JSON.", schema_ref),
+            "400": _error(
+                "The body is not valid JSON, or a V2 input is not named as the model metadata says.", schema_ref
+            ),
             "413": _error("The body or a review is over the configured limit.", schema_ref),
             "415": _error("The Content-Type is not JSON, or the V2 binary extension was used.", schema_ref),
             "422": _error("Wrong shape or type: missing field, wrong type, empty text, too many reviews.", schema_ref),

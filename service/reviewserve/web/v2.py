@@ -55,7 +55,7 @@ def model_metadata(name: str, version: str | None = None) -> Response:
             "name": predictor.name,
             "versions": [predictor.version],
             "platform": "scikit-learn",
-            "inputs": [{"name": "review", "datatype": "BYTES", "shape": [-1]}],
+            "inputs": [{"name": codecs.INPUT_NAME, "datatype": "BYTES", "shape": [-1]}],
             "outputs": [
                 {"name": "label", "datatype": "BYTES", "shape": [-1]},
                 {"name": "probability", "datatype": "FP64", "shape": [-1]},
@@ -85,7 +85,6 @@ def infer(name: str, version: str | None = None) -> Response:
     predictions = codecs.score(predictor, texts)
     current.metrics.observe(predictions)
     return jsonify(codecs.encode_v2(infer_request, predictions, predictor))
-
 
 
 bp.add_url_rule("", view_func=server_metadata, methods=["GET"])
