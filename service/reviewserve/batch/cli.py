@@ -198,10 +198,11 @@ def _run_score(settings: Settings, shard: Any, options: dict[str, Any], started:
     from reviewserve.batch.job import run_job
     from reviewserve.batch.retry import Unavailable, first_line
     from reviewserve.batch.sql import SourceError
-    from reviewserve.model import ModelLoadError, Predictor
+    from reviewserve.model import ModelLoadError
+    from reviewserve.model.store import open_predictor
 
     try:
-        predictor = Predictor.load(options["model_dir"] or settings.model_path, max_chars=settings.max_review_chars)
+        predictor = open_predictor(settings, options["model_dir"])
     except ModelLoadError as exc:
         raise SystemExit(str(exc)) from None
     source = options["source"]
