@@ -71,8 +71,8 @@ bench-stream: install-dev ## Streaming (~4 min): in-process vs end-to-end messag
 	$(BIN)/python -m benchmarks.stream_throughput --out benchmarks/results/stream.json $(BENCH_ARGS)
 
 REVIEW_FILES ?= ../shared/data/uci-sentiment/*.txt
-load-reviews: install ## Load review files (REVIEW_FILES, default the UCI sentences) into SQLite reviews.db
-	$(BIN)/reviewserve load-reviews $(REVIEW_FILES)
+load-reviews: install ## Load review files (REVIEW_FILES, default the UCI sentences) into SQLite reviews.db (again: LOAD_ARGS=--replace)
+	$(BIN)/reviewserve load-reviews $(LOAD_ARGS) $(REVIEW_FILES)
 
 score: install ## Score the reviews table missing predictions (ARGS='--source postgresql://... --shard 0/2' etc.)
 	$(BIN)/reviewserve score $(ARGS)

@@ -234,7 +234,7 @@ PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
 
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
-    """A private PostgreSQL 15 (fsync off) on a free port; its SQLAlchemy URL (pg8000, the runtime driver)."""
+    """A private PostgreSQL 15 (fsync off) on a free port; its SQLAlchemy URL (psycopg 3, the runtime driver)."""
     import pwd
     import tempfile
 
@@ -270,7 +270,7 @@ def postgres_url() -> Iterator[str]:
 
     try:
         wait_until(ready, 60, "PostgreSQL to accept connections", interval=0.2)
-        yield f"postgresql+pg8000://postgres@127.0.0.1:{port}/postgres"
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
     finally:
         process.send_signal(signal.SIGINT)  # fast shutdown
         try:

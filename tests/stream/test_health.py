@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import redis
@@ -119,3 +121,37 @@ def test_wrong_key_type_is_named(procs: Procs, r: redis.Redis, keys: Keys) -> No
     for proc in (producer, consumer):
         assert proc.process.wait(timeout=60) == 1
         assert "Redis refused: WRONGTYPE" in proc.log() and "Traceback" not in proc.log()
+
+
+def test_consumers_and_archiver_start_side_by_side_on_ephemeral_ports(
+    procs: Procs, r: redis.Redis, keys: Keys, tmp_path: Path
+) -> None:
+    """Issue 17 item 3: with no --health-port, each process serves on an ephemeral port it logs (the
+    README's many-to-many commands on one machine); the chart sets 9697 explicitly."""
+    started = []
+    for name, group, extra in (
+        ("c1", "scorers", []),
+        ("c2", "scorers", []),
+        ("a1", "archiver", ["--sink", "sql", "--database-url", f"sqlite:///{tmp_path / 'archive.db'}"]),
+    ):
+        args = ["consume", "--group", group, "--consumer", name, *keys.args(), "--block-ms", "200", *extra]
+        started.append(procs._spawn(f"{group}-{name}", args))
+    ports = []
+    for proc in started:
+        line = wait_until(
+            lambda p=proc: next((x for x in p.log().splitlines() if '"health_port"' in x), None), 60, "the port"
+        )
+        proc.health_port = json.loads(str(line))["health_port"]
+        ports.append(proc.health_port)
+        proc.wait_ready()
+    assert len(set(ports)) == 3 and 9697 not in ports
+    assert all(proc.process.poll() is None for proc in started)
+    for proc in started:
+        assert proc.terminate() == 0, proc.log()
+
+
+def test_chart_sets_the_health_port() -> None:
+    """The chart keeps 9697: it sets STREAM_HEALTH_PORT from stream.healthPort (default 9697)."""
+    template = (ROOT / "charts/reviewserve/templates/stream-deployment.yaml").read_text()
+    assert "STREAM_HEALTH_PORT" in template and "$s.healthPort" in template
+    assert "healthPort: 9697" in (ROOT / "charts/reviewserve/values.yaml").read_text()

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import socket
+import subprocess
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -10,7 +15,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.stream.conftest import Keys, Procs, reviews, wait_until
+from tests.conftest import ROOT
+from tests.stream.conftest import Keys, Procs, RedisServer, reviews, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -66,3 +72,72 @@ def test_back_pressure_and_trimming_never_drop_unread(procs: Procs, r: redis.Red
     assert r.xlen(keys.stream) <= max_lag + chunk, "trimmed while producing"
     for proc in (scorer, archiver):
         assert proc.terminate() == 0
+
+
+def _produce(*args: str, stdin: str = "", **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "reviewserve.cli", "stream", "produce", *args],
+        input=stdin, capture_output=True, text=True, timeout=60, cwd=ROOT, env={**os.environ, **env}, check=False,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_stopped_producer_prints_its_summary_last(
+    redis_server: RedisServer, r: redis.Redis, keys: Keys, signum: int
+) -> None:
+    """Issue 17 item 7: SIGTERM / Ctrl-C: the last stdout line is the JSON summary with what was produced."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "reviewserve.cli", "stream", "produce", "--stream", keys.stream, "--chunk-size", "1"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+        env={**os.environ, "REDIS_URL": redis_server.url},
+    )  # fmt: skip
+    assert proc.stdin is not None
+    for line in reviews(5):
+        proc.stdin.write(line + "\n")
+    proc.stdin.flush()  # stdin stays open: the producer waits for more input, as `tail -f | produce` does
+    wait_until(lambda: r.xlen(keys.stream) == 5, 30, "5 entries")
+    proc.send_signal(signum)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 128 + signum, (out, err)
+    summary = json.loads(out.splitlines()[-1])
+    assert summary["produced"] == 5 and summary["stopped"] == signal.Signals(signum).name
+    assert "Traceback" not in err and f"Stopped by {signal.Signals(signum).name} after 5 reviews" in err
+
+
+def test_failed_producer_prints_its_summary_last(keys: Keys) -> None:
+    """Issue 17 item 7: Redis unreachable: exit 1, the error on stderr, the summary still last on stdout."""
+    with socket.socket() as sock:  # bound, never listening: connection refused
+        sock.bind(("127.0.0.1", 0))
+        proc = _produce(
+            "--stream", keys.stream, stdin="one\n", REDIS_URL=f"redis://127.0.0.1:{sock.getsockname()[1]}/0"
+        )
+    assert proc.returncode == 1, proc.stderr
+    summary = json.loads(proc.stdout.splitlines()[-1])
+    assert summary["produced"] == 0 and summary["error"].startswith("cannot reach Redis")
+    assert "Error: cannot reach Redis" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_labelled_file_without_format_labelled(
+    redis_server: RedisServer, r: redis.Redis, keys: Keys, tmp_path: Path
+) -> None:
+    """Issue 17 item 8: every line ending in TAB+label: a file is refused, stdin warned about; text keeps them."""
+    labelled = tmp_path / "amazon.txt"
+    labelled.write_text(
+        "So there is no way for me to plug it in.\t0\nGood case, Excellent value.\t1\nworked once!\t0\n"
+    )
+    env = {"REDIS_URL": redis_server.url}
+    refused = _produce("--stream", keys.stream, str(labelled), **env)
+    assert refused.returncode == 1 and r.xlen(keys.stream) == 0
+    assert "all 3 lines end in a TAB and a label" in refused.stderr and "--format labelled" in refused.stderr
+    assert json.loads(refused.stdout.splitlines()[-1])["produced"] == 0
+    kept = _produce("--stream", keys.stream, "--format", "text", str(labelled), **env)
+    assert kept.returncode == 0 and r.xlen(keys.stream) == 3 and "TAB and a label" not in kept.stderr
+    piped = _produce("--stream", keys.stream, stdin=labelled.read_text(), **env)
+    assert piped.returncode == 0 and "-: all 3 lines end in a TAB and a label" in piped.stderr
+    mixed = _produce("--stream", keys.stream, stdin="fine\t1\nno label here\n", **env)
+    assert mixed.returncode == 0 and "TAB and a label" not in mixed.stderr
+    labelled_ok = _produce("--stream", keys.stream, "--format", "labelled", str(labelled), **env)
+    assert labelled_ok.returncode == 0
+    assert [f["review"] for _, f in r.xrange(keys.stream)][-3:] == [
+        "So there is no way for me to plug it in.", "Good case, Excellent value.", "worked once!",
+    ]  # fmt: skip

@@ -116,9 +116,7 @@ def test_trim_only_what_every_group_acknowledged(redis_server: RedisServer, r: r
     assert [m.id for m in unread] == ids[12:], "no undelivered entry was trimmed"
 
 
-def test_forget_only_idle_consumers_with_nothing_pending(
-    redis_server: RedisServer, r: redis.Redis, keys: Keys
-) -> None:
+def test_forget_only_idle_consumers_with_nothing_pending(redis_server: RedisServer, r: redis.Redis, keys: Keys) -> None:
     """Gone consumers (idle, nothing pending) are removed; one holding a message never is."""
     broker = RedisBroker(redis_server.url)
     broker.ensure_group(keys.stream, "g")

@@ -21,11 +21,16 @@ from typing import Protocol
 
 @dataclass(frozen=True, slots=True)
 class Message:
-    """One stream entry as delivered to a consumer; ``fields`` is None when it was deleted meanwhile."""
+    """One stream entry as delivered to a consumer; ``fields`` is None when it was deleted meanwhile.
+
+    ``pending`` is False for a deleted entry the broker already dropped from the group's pending
+    list (nothing left to acknowledge: it can only be dead-lettered).
+    """
 
     id: str
     fields: Mapping[bytes, bytes] | None
     deliveries: int = 1
+    pending: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,8 +90,15 @@ class Broker(Protocol):
         """True when the broker answers."""
         ...
 
-    def ensure_group(self, stream: str, group: str) -> None:
-        """Create ``group`` on ``stream`` (and the stream) reading from the very start, unless it exists."""
+    def check_server(self) -> None:
+        """Raise when the server cannot run the pipeline (e.g. a cluster); connection errors propagate."""
+        ...
+
+    def ensure_group(self, stream: str, group: str) -> int | None:
+        """Create ``group`` on ``stream`` (and the stream) reading from the very start, unless it exists.
+
+        None when it existed; else how many entries the stream had lost before it was created.
+        """
         ...
 
     def group_exists(self, stream: str, group: str) -> bool:
@@ -103,6 +115,18 @@ class Broker(Protocol):
 
     def claim_stale(self, stream: str, group: str, consumer: str, min_idle_ms: int, count: int) -> list[Message]:
         """Take over up to ``count`` messages pending longer than ``min_idle_ms`` in any consumer."""
+        ...
+
+    def reset_deliveries(self, stream: str, group: str, consumer: str, counts: Mapping[str, int]) -> None:
+        """Set the delivery counts of messages ``consumer`` holds (deliveries that scored fine)."""
+        ...
+
+    def dead_letter(self, dead_letter_stream: str, group: str, letters: Sequence[DeadLetter]) -> int:
+        """Write dead letters for messages no longer pending; return how many."""
+        ...
+
+    def lengths(self, streams: Sequence[str]) -> dict[str, int]:
+        """The number of entries of each stream."""
         ...
 
     def complete(

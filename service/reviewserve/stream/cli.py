@@ -17,6 +17,7 @@ from typing import Any
 
 import click
 
+from reviewserve.cliopts import MODEL_HELP
 from reviewserve.stream import DEFAULT_DEAD_LETTER, DEFAULT_REDIS_URL, DEFAULT_RESULTS, DEFAULT_STREAM
 
 log = logging.getLogger(__name__)
@@ -59,10 +60,10 @@ def _url(url: str | None, url_file: Path | None) -> str | None:
     return text
 
 
-def _broker(redis_url: str, block_ms: int = 1000) -> Any:
+def _broker(redis_url: str, block_ms: int = 1000, **retention: int) -> Any:
     from reviewserve.stream.redis_broker import RedisBroker
 
-    return RedisBroker(redis_url, block_ms=block_ms)
+    return RedisBroker(redis_url, block_ms=block_ms, **retention)
 
 
 def _redis_errors() -> tuple[type[BaseException], ...]:
@@ -99,8 +100,18 @@ def stream() -> None:
     type=click.Choice(["auto", "jsonl", "text", "labelled"]),
     default="auto",
     show_default=True,
-    help="auto: JSON lines with `review` if a file's first line is a JSON object, else plain text lines; "
+    help="auto: JSON lines with `review` if a file's first line is a JSON object, else plain text lines "
+    "(a file whose every line ends in TAB+label is refused: say labelled or text); "
     "labelled: text<TAB>label training files (label dropped).",
+)
+@click.option(
+    "--group",
+    "groups",
+    multiple=True,
+    envvar="STREAM_GROUPS",
+    show_envvar=True,
+    help="Declare this consumer group before producing (repeatable; the variable takes a space-separated "
+    "list): it then sees every entry, since trimming keeps what a group has not read.",
 )
 @click.option(
     "--max-lag",
@@ -112,11 +123,20 @@ def stream() -> None:
     help="Back-pressure: wait while a group has more than this many undelivered entries.",
 )
 @click.option(
+    "--max-wait",
+    type=click.FloatRange(min=0),
+    default=600.0,
+    show_default=True,
+    envvar="STREAM_MAX_WAIT",
+    show_envvar=True,
+    help="Longest back-pressure wait for one chunk, in seconds; past it exit 1 naming the group (0: forever).",
+)
+@click.option(
     "--chunk-size",
     type=click.IntRange(min=1),
     default=500,
     show_default=True,
-    help="Entries per XADD pipeline (capped at --max-lag).",
+    help="Entries per XADD round trip (capped at --max-lag).",
 )
 @click.option("--no-trim", is_flag=True, help="Do not trim entries every group has acknowledged.")
 def produce(
@@ -125,22 +145,28 @@ def produce(
     redis_url_file: Path | None,
     stream: str,
     fmt: str,
+    groups: tuple[str, ...],
     max_lag: int,
+    max_wait: float,
     chunk_size: int,
     no_trim: bool,
 ) -> None:
     """Push reviews from FILES (or stdin) into the stream; print a JSON summary.
 
-    Lines are JSON objects with a `review` field or plain text, one review per line. Exits 1 when
-    lines were skipped (each is reported on stderr with file and line number).
+    Lines are JSON objects with a `review` field or plain text, one review per line. The last
+    stdout line is always the JSON summary, whatever the exit code: 0 all produced, 1 lines skipped
+    (each reported on stderr with file and line number) or an error, 130 Ctrl-C, 143 SIGTERM.
     """
     from reviewserve.logs import configure_logging
-    from reviewserve.stream.producer import BadLine, Producer, Skipped, read_lines
+    from reviewserve.stream.producer import BackPressureTimeout, BadLine, Producer, Skipped, Stopped, read_lines
+    from reviewserve.stream.redis_broker import UnsupportedServer
 
     configure_logging("WARNING")
     redis_url = _url(redis_url, redis_url_file) or redis_url
     broker = _broker(redis_url)
-    producer = Producer(broker, stream, max_lag=max_lag, chunk_size=chunk_size, trim=not no_trim)
+    producer = Producer(
+        broker, stream, max_lag=max_lag, chunk_size=chunk_size, trim=not no_trim, max_wait=max_wait, groups=groups
+    )
     skipped: list[Skipped] = []
 
     def reviews() -> Any:
@@ -151,26 +177,42 @@ def produce(
                 with open(name, encoding="utf-8") as handle:
                     yield from read_lines(handle, name, fmt, skipped)  # type: ignore[arg-type]
 
+    def summary(**extra: object) -> None:
+        for item in skipped:
+            click.echo(f"skipped {item.where}: {item.reason}", err=True)
+        counts = {
+            "stream": stream,
+            "produced": producer.produced,
+            "skipped": len(skipped),
+            "trimmed": producer.trimmed,
+            "waited_seconds": round(producer.waited_seconds, 3),
+        }
+        click.echo(json.dumps({**counts, **extra}))
+
+    previous = {signum: signal.signal(signum, producer.on_signal) for signum in (signal.SIGTERM, signal.SIGINT)}
+    error: str | None = None
     try:
         producer.send(reviews())
+    except Stopped as stop:
+        summary(stopped=stop.signal_name)
+        click.echo(f"Stopped by {stop.signal_name} after {producer.produced} reviews", err=True)
+        sys.exit(128 + stop.signum)
     except _redis_errors() as exc:
-        raise click.ClickException(f"cannot reach Redis at {redis_url}: {exc}") from None
+        error = f"cannot reach Redis at {redis_url}: {exc}"
     except _redis_refusals() as exc:
-        raise click.ClickException(f"Redis refused: {exc}") from None
+        error = f"Redis refused: {exc}"
+    except (UnsupportedServer, BackPressureTimeout) as exc:
+        error = str(exc)
     except (BadLine, UnicodeDecodeError, ValueError) as exc:
-        raise click.ClickException(f"after {producer.produced} reviews: {exc}") from None
+        error = f"after {producer.produced} reviews: {exc}"
     finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
         broker.close()
-    for item in skipped:
-        click.echo(f"skipped {item.where}: {item.reason}", err=True)
-    summary = {
-        "stream": stream,
-        "produced": producer.produced,
-        "skipped": len(skipped),
-        "trimmed": producer.trimmed,
-        "waited_seconds": round(producer.waited_seconds, 3),
-    }
-    click.echo(json.dumps(summary))
+    if error is not None:
+        summary(error=error)
+        raise click.ClickException(error)
+    summary()
     if skipped:
         sys.exit(1)
 
@@ -214,7 +256,7 @@ def produce(
     "--database-url",
     envvar="DATABASE_URL",
     show_envvar=True,
-    help="SQLAlchemy URL for --sink sql, e.g. sqlite:///archive.db or postgresql+pg8000://u:p@host/db.",
+    help="SQLAlchemy URL for --sink sql, e.g. sqlite:///archive.db or postgresql://u:p@host/db (psycopg 3).",
 )
 @click.option(
     "--database-url-file",
@@ -229,7 +271,8 @@ def produce(
     show_default=True,
     envvar="STREAM_TABLE",
     show_envvar=True,
-    help="Table for --sink sql (created if missing; primary key stream, source_id).",
+    help="Table for --sink sql (created if missing; primary key stream, consumer_group, source_id, model_name, "
+    "model_version).",
 )
 @click.option(
     "--batch-size",
@@ -277,21 +320,34 @@ def produce(
     help="Remove consumers of the group idle this long with nothing pending (gone pods); 0: never.",
 )
 @click.option(
+    "--results-maxlen",
+    type=click.IntRange(min=0),
+    default=1_000_000,
+    show_default=True,
+    envvar="STREAM_RESULTS_MAXLEN",
+    show_envvar=True,
+    help="Retention of the results stream: XADD MAXLEN ~ this many entries (approximate, at least this "
+    "many kept; 0: keep everything).",
+)
+@click.option(
+    "--dead-letter-maxlen",
+    type=click.IntRange(min=0),
+    default=100_000,
+    show_default=True,
+    envvar="STREAM_DEAD_LETTER_MAXLEN",
+    show_envvar=True,
+    help="Retention of the dead-letter stream, as --results-maxlen.",
+)
+@click.option(
     "--health-port",
     type=click.IntRange(0, 65535),
-    default=9697,
+    default=0,
     show_default=True,
     envvar="STREAM_HEALTH_PORT",
     show_envvar=True,
-    help="Port of /healthz, /readyz and /metrics (0: none).",
+    help="Port of /healthz, /readyz and /metrics; 0: an ephemeral port, logged at start (the chart sets 9697).",
 )
-@click.option(
-    "--model",
-    "model_dir",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    default=None,
-    help="Model folder [default: MODEL_PATH].",
-)
+@click.option("--model", "model_dir", default=None, metavar="URI", help=MODEL_HELP)
 def consume(
     redis_url: str,
     redis_url_file: Path | None,
@@ -309,8 +365,10 @@ def consume(
     claim_idle_ms: int,
     max_deliveries: int,
     forget_consumers_after_ms: int,
+    results_maxlen: int,
+    dead_letter_maxlen: int,
     health_port: int,
-    model_dir: Path | None,
+    model_dir: str | None,
 ) -> None:
     """Score the stream in consumer group GROUP as consumer NAME until SIGTERM (then exit 0).
 
@@ -324,10 +382,12 @@ def consume(
 
     from reviewserve.cliopts import load_settings as _settings
     from reviewserve.logs import configure_logging
-    from reviewserve.model import ModelLoadError, Predictor
+    from reviewserve.model import ModelLoadError
+    from reviewserve.model.store import open_predictor
     from reviewserve.stream.consumer import Consumer, ConsumerConfig
     from reviewserve.stream.health import HealthServer
-    from reviewserve.stream.metrics import GroupCollector, StreamMetrics
+    from reviewserve.stream.metrics import GroupCollector, LengthCollector, StreamMetrics
+    from reviewserve.stream.redis_broker import UnsupportedServer
     from reviewserve.stream.sinks import Route, Sink, SqlSink, StreamSink
 
     settings = _settings()
@@ -337,15 +397,17 @@ def consume(
     if sink == "sql" and not database_url:
         raise click.UsageError("--sink sql needs --database-url (or DATABASE_URL)")
     try:
-        predictor = Predictor.load(model_dir or settings.model_path, max_chars=settings.max_review_chars)
+        predictor = open_predictor(settings, model_dir)
     except ModelLoadError as exc:
         raise click.ClickException(str(exc)) from None
     try:
-        chosen: Sink = SqlSink(database_url, table) if sink == "sql" and database_url else StreamSink()
+        chosen: Sink = (
+            SqlSink(database_url, table, model_name=predictor.name) if sink == "sql" and database_url else StreamSink()
+        )
     except Exception as exc:  # bad URL, missing driver, unreachable database: say which
         raise click.ClickException(f"--sink sql: {type(exc).__name__}: {exc}") from None
 
-    broker = _broker(redis_url, block_ms)
+    broker = _broker(redis_url, block_ms, results_maxlen=results_maxlen, dead_letter_maxlen=dead_letter_maxlen)
     route = Route(stream=stream, group=group, results=results, dead_letter=dead_letter)
     config = ConsumerConfig(
         route=route,
@@ -362,6 +424,8 @@ def consume(
     metrics.model_info.labels(name=predictor.name, version=predictor.version).set(1)
     metrics.consumer_info.labels(stream=stream, group=group, consumer=consumer, sink=chosen.name).set(1)
     registry.register(GroupCollector(stream, lambda: broker.groups(stream)))
+    outputs = [stream, dead_letter] if sink == "sql" else [stream, results, dead_letter]
+    registry.register(LengthCollector(lambda: broker.lengths(outputs)))
     worker = Consumer(broker, predictor, chosen, config, metrics)
 
     def ready() -> str | None:
@@ -375,22 +439,22 @@ def consume(
             return f"group {group!r} does not exist on stream {stream!r} yet"
         return chosen.ready()
 
-    health = None
-    if health_port:
-        try:
-            health = HealthServer(health_port, registry, alive=worker.alive, ready=ready)
-        except OSError as exc:
-            raise click.ClickException(f"--health-port {health_port}: {exc}") from None
-        health.start()
+    try:
+        health = HealthServer(health_port, registry, alive=worker.alive, ready=ready)
+    except OSError as exc:
+        raise click.ClickException(f"--health-port {health_port}: {exc}") from None
+    health.start()
+    log.info("health port %d: /healthz /readyz /metrics", health.port, extra={"health_port": health.port})
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: worker.request_stop())
     try:
         worker.run()
     except _redis_refusals() as exc:  # e.g. the key is not a stream, the group was destroyed
         raise click.ClickException(f"Redis refused: {exc}") from None
+    except (UnsupportedServer, ValueError) as exc:  # ValueError: an archive table with another key
+        raise click.ClickException(str(exc)) from None
     finally:
-        if health:
-            health.stop()
+        health.stop()
         chosen.close()
         broker.close()
 
@@ -398,23 +462,28 @@ def consume(
 def _sql_errors(sink: str) -> tuple[type[BaseException], ...]:
     if sink != "sql":
         return ()
-    from sqlalchemy.exc import OperationalError
+    from reviewserve.stream.sinks import sql_transient_errors
 
-    return (OperationalError,)
+    return sql_transient_errors()
 
 
 @stream.command()
 @_common
 def groups(redis_url: str, redis_url_file: Path | None, stream: str) -> None:
     """Print the stream's consumer groups (consumers, pending, lag) as JSON lines."""
+    from reviewserve.stream.redis_broker import UnsupportedServer
+
     redis_url = _url(redis_url, redis_url_file) or redis_url
     broker = _broker(redis_url)
     try:
+        broker.check_server()
         for info in broker.groups(stream):
             click.echo(json.dumps(asdict(info)))
     except _redis_errors() as exc:
         raise click.ClickException(f"cannot reach Redis at {redis_url}: {exc}") from None
     except _redis_refusals() as exc:
         raise click.ClickException(f"Redis refused: {exc}") from None
+    except UnsupportedServer as exc:
+        raise click.ClickException(str(exc)) from None
     finally:
         broker.close()

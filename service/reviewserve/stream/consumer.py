@@ -5,7 +5,10 @@ own pending messages (a restart under the same name), then every ``claim_interva
 messages other consumers left pending longer than ``claim_idle_ms`` (XAUTOCLAIM: a consumer that
 died), else new messages (XREADGROUP COUNT/BLOCK). A message delivered more than
 ``max_deliveries`` times (it keeps killing or stalling its consumers) is dead-lettered, as is
-one that cannot be scored. :meth:`Consumer.request_stop` (SIGTERM) stops reading; the batch in
+one that cannot be scored; an entry deleted from the stream while pending is dead-lettered with
+reason ``deleted``. A batch that was scored but whose write failed for an outage has its delivery
+counts set back (those deliveries scored fine), so restarts during an outage never dead-letter valid
+messages. :meth:`Consumer.request_stop` (SIGTERM) stops reading; the batch in
 hand is finished and acknowledged before :meth:`Consumer.run` returns.
 """
 
@@ -14,8 +17,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from reviewserve.model import Predictor
 from reviewserve.stream.broker import Broker, Completed, DeadLetter, Message, Result
@@ -24,6 +28,8 @@ from reviewserve.stream.metrics import StreamMetrics
 from reviewserve.stream.sinks import Route, Sink
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+DELETED = "the entry was deleted from the stream while pending, before it was scored"
 
 
 @dataclass(frozen=True)
@@ -100,7 +106,8 @@ class Consumer:
             self.heartbeat = time.monotonic()
             try:
                 if not group_ready:  # also waits here for a broker that is not up yet
-                    self.broker.ensure_group(route.stream, route.group)
+                    self.broker.check_server()
+                    self._warn_if_late(self.broker.ensure_group(route.stream, route.group))
                     group_ready = True
                 batch = self._next_batch()
                 if batch:
@@ -113,6 +120,18 @@ class Consumer:
                 self.stopping.wait(1.0)
         log.info("consumer stopped", extra={"totals": self.totals.__dict__})
         return self.totals
+
+    def _warn_if_late(self, lost: int | None) -> None:
+        """A group created after entries were trimmed or deleted never sees those: say so loudly."""
+        route = self.config.route
+        if lost:
+            log.warning(
+                "group %r was created on stream %r after %d of its entries were trimmed or deleted: it "
+                "starts at the oldest entry still there and never sees those. Declare every group "
+                "before producing (reviewserve stream produce --group %s) to get every entry.",
+                route.group, route.stream, lost, route.group,
+                extra={"group": route.group, "stream": route.stream, "missed": lost},
+            )  # fmt: skip
 
     def _next_batch(self) -> list[Message]:
         route, cfg = self.config.route, self.config
@@ -148,9 +167,14 @@ class Consumer:
         started = time.perf_counter()
         cfg = self.config
         dead: list[DeadLetter] = []
+        orphans: list[DeadLetter] = []  # deleted and no longer pending: dead-lettered, nothing to ack
         ids: list[str] = []
         texts: list[str] = []
+        deliveries: dict[str, int] = {}
         for message in messages:
+            if not message.pending:
+                orphans.append(DeadLetter(message.id, f"deleted: {DELETED}"))
+                continue
             if message.deliveries > cfg.max_deliveries:
                 reason = f"max_deliveries: delivered {message.deliveries} times (limit {cfg.max_deliveries})"
                 dead.append(DeadLetter(message.id, reason))
@@ -158,6 +182,7 @@ class Consumer:
             try:
                 texts.append(decode(message.fields, self.predictor.max_chars))
                 ids.append(message.id)
+                deliveries[message.id] = message.deliveries
             except Undecodable as exc:
                 dead.append(DeadLetter(message.id, exc.reason))
         predictions = self.predictor.predict(texts) if texts else []
@@ -166,23 +191,62 @@ class Consumer:
             Result(i, p.label, p.probability, p.positive_probability, version)
             for i, p in zip(ids, predictions, strict=True)
         ]
-        done = self._write(results, dead)
+        if orphans:
+            written = self._retry(lambda: self.broker.dead_letter(cfg.route.dead_letter, cfg.route.group, orphans))
+            self._observe_orphans(orphans, written)
+        done = self._write(results, dead, deliveries)
         self._observe(messages, results, dead, done, time.perf_counter() - started)
         return done
 
-    def _write(self, results: Sequence[Result], dead: Sequence[DeadLetter]) -> Completed:
+    def _retry(self, call: Callable[[], T]) -> T:
+        """Run ``call`` until it succeeds, waiting out transient errors (unless stopping)."""
+        cfg = self.config
+        while True:
+            try:
+                return call()
+            except cfg.transient_errors as exc:
+                if self.stopping.is_set():
+                    raise
+                self.broker_error = f"{type(exc).__name__}: {exc}"
+                log.warning("broker unavailable, retrying: %s", self.broker_error)
+                self.heartbeat = time.monotonic()
+                self.stopping.wait(1.0)
+
+    def _observe_orphans(self, orphans: Sequence[DeadLetter], written: int) -> None:
+        self.metrics.messages.labels(outcome="failed").inc(len(orphans))
+        self.metrics.messages.labels(outcome="dead_lettered").inc(written)
+        self.metrics.dead_letters.labels(reason="deleted").inc(len(orphans))
+        self.totals.dead_lettered += written
+        log.warning("%d entries were deleted from the stream while pending: dead-lettered", len(orphans))
+
+    def _refund(self, deliveries: dict[str, int]) -> None:
+        """Set the batch's delivery counts back by the one that scored fine (best effort)."""
+        cfg = self.config
+        counts = {i: max(1, n - 1) for i, n in deliveries.items() if n > 1}
+        try:
+            self.broker.reset_deliveries(cfg.route.stream, cfg.route.group, cfg.consumer, counts)
+        except cfg.transient_errors as exc:  # the broker is what is down: its counts did not move either
+            log.debug("cannot reset delivery counts: %s", exc)
+
+    def _write(
+        self, results: Sequence[Result], dead: Sequence[DeadLetter], deliveries: dict[str, int] | None = None
+    ) -> Completed:
         """Write and acknowledge the scored batch, retrying the same write while the broker/sink is down.
 
         Retrying is safe: a message the lost attempt already completed is no longer pending, so the
         retry writes nothing for it. Re-reading instead would count extra deliveries.
         """
         cfg = self.config
+        refunded = False
         while True:
             try:
                 done = self.sink.write(self.broker, cfg.route, results, dead)
                 self.broker_error = None
                 return done
             except cfg.transient_errors as exc:
+                if not refunded and deliveries:
+                    self._refund(deliveries)
+                    refunded = True
                 if self.stopping.is_set():
                     raise  # stopping: the batch stays pending and is claimed by another consumer
                 self.broker_error = f"{type(exc).__name__}: {exc}"

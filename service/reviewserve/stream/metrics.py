@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 from prometheus_client.core import GaugeMetricFamily
@@ -55,6 +55,37 @@ class GroupCollector(Collector):
                 lag.add_metric([self.stream, info.name], info.lag)
         yield pending
         yield lag
+
+
+class LengthCollector(Collector):
+    """``reviewserve_stream_length``: entries in the input, results and dead-letter streams (XLEN at scrape)."""
+
+    def __init__(self, lengths: Callable[[], Mapping[str, int]]) -> None:
+        self.lengths = lengths
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        """The family, without asking the broker."""
+        yield self._family({})
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        """One sample per stream; none while the broker is unreachable."""
+        try:
+            lengths = dict(self.lengths())
+        except Exception as exc:  # a scrape must not fail because the broker is down
+            log.warning("cannot read stream lengths for metrics: %s", exc)
+            lengths = {}
+        yield self._family(lengths)
+
+    @staticmethod
+    def _family(lengths: Mapping[str, int]) -> GaugeMetricFamily:
+        family = GaugeMetricFamily(
+            "reviewserve_stream_length",
+            "Entries in the stream (XLEN): input, results and dead-letter streams, to watch their retention.",
+            labels=["stream"],
+        )
+        for name, length in lengths.items():
+            family.add_metric([name], length)
+        return family
 
 
 class StreamMetrics:

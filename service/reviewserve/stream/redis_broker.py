@@ -6,12 +6,14 @@ acknowledges it; a message no longer pending (acknowledged by another consumer) 
 A crash before the script leaves the message pending (another consumer claims it later); a
 crash after it leaves both the acknowledgement and the result. When a slow consumer and the
 consumer that claimed its message both score it, only the first to complete writes a result.
-All keys of one pipeline (input, results, dead-letter) must live on one Redis node; on Redis
-Cluster give them one hash tag, e.g. ``{reviews}``, ``{reviews}:predictions``.
+Redis Cluster is refused at start (:meth:`RedisBroker.check_server`): the client does not follow
+MOVED redirections and the script touches three keys. Appending a chunk is one script too, recorded
+under a chunk token, so a chunk retried after a lost reply is not appended twice.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -21,13 +23,28 @@ from redis.retry import Retry
 
 from reviewserve.stream.broker import Completed, DeadLetter, GroupInfo, Message, Result
 
+MIN_REDIS_VERSION = (7, 0)
+CHUNK_TOKEN_TTL_SECONDS = 3600  # how long a retried chunk is recognised (retries take seconds)
+
+
+class UnsupportedServer(RuntimeError):
+    """The Redis server cannot run the pipeline (Redis Cluster, or older than 7.0); the message says why."""
+
+
 # KEYS: input stream, results stream, dead-letter stream.
-# ARGV: group, write_results (1/0), then counted sections:
+# ARGV: group, write_results (1/0), results MAXLEN, dead-letter MAXLEN (0: unbounded), then counted sections:
 #   n_results, (id, label, probability, positive_probability, model_version) * n_results,
 #   n_dead, (id, reason) * n_dead, n_ack, id * n_ack.
 COMPLETE_SCRIPT = """
 local group = ARGV[1]
 local write_results = ARGV[2] == '1'
+-- Retention: XADD ... MAXLEN ~ n (approximate: whole macro nodes, cheap) when n > 0.
+local function append(key, maxlen, ...)
+  if tonumber(maxlen) > 0 then
+    return redis.call('XADD', key, 'MAXLEN', '~', maxlen, '*', ...)
+  end
+  return redis.call('XADD', key, '*', ...)
+end
 -- Still pending in the group? (Acknowledged by another consumer meanwhile: write nothing.)
 -- Checked before the write, and XACK after it: if the write fails (e.g. Redis out of memory),
 -- the script stops with this message still pending and earlier ones complete: never acked
@@ -35,15 +52,15 @@ local write_results = ARGV[2] == '1'
 local function pending(id)
   return #redis.call('XPENDING', KEYS[1], group, id, id, 1) == 1
 end
-local i = 3
+local i = 5
 local results, dead, acked, duplicates = 0, 0, 0, 0
 local n = tonumber(ARGV[i]); i = i + 1
 for _ = 1, n do
   local id = ARGV[i]
   if pending(id) then
     if write_results then
-      redis.call('XADD', KEYS[2], '*', 'source_id', id, 'label', ARGV[i + 1], 'probability', ARGV[i + 2],
-                 'positive_probability', ARGV[i + 3], 'model_version', ARGV[i + 4])
+      append(KEYS[2], ARGV[3], 'source_id', id, 'label', ARGV[i + 1], 'probability', ARGV[i + 2],
+             'positive_probability', ARGV[i + 3], 'model_version', ARGV[i + 4])
       results = results + 1
     else
       acked = acked + 1
@@ -58,7 +75,7 @@ n = tonumber(ARGV[i]); i = i + 1
 for _ = 1, n do
   local id = ARGV[i]
   if pending(id) then
-    redis.call('XADD', KEYS[3], '*', 'source_id', id, 'reason', ARGV[i + 1], 'group', group)
+    append(KEYS[3], ARGV[4], 'source_id', id, 'reason', ARGV[i + 1], 'group', group)
     redis.call('XACK', KEYS[1], group, id)
     dead = dead + 1
   else
@@ -76,6 +93,44 @@ for _ = 1, n do
   i = i + 1
 end
 return {results, dead, acked, duplicates}
+"""
+
+# KEYS: dead-letter stream. ARGV: MAXLEN (0: unbounded), group, then (id, reason) pairs. For entries
+# that are no longer pending (XAUTOCLAIM removed them from the PEL because they were deleted).
+DEAD_LETTER_SCRIPT = """
+for i = 3, #ARGV, 2 do
+  local fields = {'source_id', ARGV[i], 'reason', ARGV[i + 1], 'group', ARGV[2]}
+  if tonumber(ARGV[1]) > 0 then
+    redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(fields))
+  else
+    redis.call('XADD', KEYS[1], '*', unpack(fields))
+  end
+end
+return (#ARGV - 2) / 2
+"""
+
+# KEYS: input stream, chunk token key. ARGV: token TTL seconds, then per entry: n_fields, field, value, ...
+# Idempotent append: a chunk whose token is recorded was appended already (its reply was lost and the
+# client retried): return the recorded ids instead of appending it again. One script, so the token is
+# recorded iff the chunk was appended (Redis refuses a script for OOM at its first write, not midway).
+ADD_SCRIPT = """
+local done = redis.call('GET', KEYS[2])
+if done then
+  return cjson.decode(done)
+end
+local ids = {}
+local i = 2
+while i <= #ARGV do
+  local n = tonumber(ARGV[i])
+  local fields = {}
+  for k = 1, 2 * n do
+    fields[k] = ARGV[i + k]
+  end
+  ids[#ids + 1] = redis.call('XADD', KEYS[1], '*', unpack(fields))
+  i = i + 2 * n + 1
+end
+redis.call('SET', KEYS[2], cjson.encode(ids), 'EX', ARGV[1])
+return ids
 """
 
 # KEYS: input stream. ARGV: group, consumer names. Deletes each consumer only if it has nothing
@@ -107,9 +162,22 @@ def stream_id_key(stream_id: str) -> tuple[int, int]:
 class RedisBroker:
     """A :class:`~reviewserve.stream.broker.Broker` over one Redis connection pool."""
 
-    def __init__(self, url: str, block_ms: int = 1000, timeout: float = 5.0) -> None:
-        """Connect lazily to ``url``; the socket timeout covers the longest blocking read."""
+    def __init__(
+        self,
+        url: str,
+        block_ms: int = 1000,
+        timeout: float = 5.0,
+        results_maxlen: int = 0,
+        dead_letter_maxlen: int = 0,
+    ) -> None:
+        """Connect lazily to ``url``; the socket timeout covers the longest blocking read.
+
+        ``results_maxlen``/``dead_letter_maxlen``: retention of the results and dead-letter streams
+        (approximate MAXLEN applied on every write; 0 keeps everything).
+        """
         self.url = url
+        self.results_maxlen = results_maxlen
+        self.dead_letter_maxlen = dead_letter_maxlen
         self.client = redis.Redis.from_url(
             url,
             socket_timeout=block_ms / 1000 + timeout,
@@ -120,6 +188,8 @@ class RedisBroker:
         )
         self._complete = self.client.register_script(COMPLETE_SCRIPT)
         self._forget = self.client.register_script(FORGET_SCRIPT)
+        self._add = self.client.register_script(ADD_SCRIPT)
+        self._dead_letter = self.client.register_script(DEAD_LETTER_SCRIPT)
         self._claim_cursor: dict[tuple[str, str], str] = {}
         # Probes (readiness) answer within a kubelet's timeout: short timeouts, no retries.
         self.probe_client = redis.Redis.from_url(
@@ -135,13 +205,42 @@ class RedisBroker:
         except redis.RedisError:
             return False
 
-    def ensure_group(self, stream: str, group: str) -> None:
-        """XGROUP CREATE ... 0 MKSTREAM: a new group reads everything still in the stream."""
-        try:
-            self.client.xgroup_create(stream, group, id="0", mkstream=True)
-        except redis.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+    def check_server(self) -> None:
+        """Refuse what the pipeline cannot run on: Redis Cluster, Redis older than 7.0.
+
+        Raises :class:`UnsupportedServer`; connection errors propagate (the caller waits them out).
+        """
+        info = self.client.info("server")
+        cluster = self.client.info("cluster")
+        if int(cluster.get("cluster_enabled", 0)):
+            raise UnsupportedServer(
+                f"Redis at {self.client.connection_pool.connection_kwargs.get('host')}:"
+                f"{self.client.connection_pool.connection_kwargs.get('port')} is a Redis Cluster node "
+                "(cluster_enabled:1): not supported. reviewserve stream needs one Redis primary "
+                "(with replicas or Sentinel for failover); see docs/streaming.md"
+            )
+        version = str(info.get("redis_version", "0"))
+        parts = tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
+        if parts < MIN_REDIS_VERSION:
+            raise UnsupportedServer(f"Redis {version} is too old: reviewserve stream needs Redis 7.0 or later")
+
+    def ensure_group(self, stream: str, group: str) -> int | None:
+        """XGROUP CREATE ... 0 MKSTREAM: a new group reads everything still in the stream.
+
+        Returns None when the group existed, else how many entries the stream had lost (trimmed or
+        deleted) before the group was created: entries the new group will never see.
+        """
+        pipe = self.client.pipeline(transaction=True)
+        pipe.xgroup_create(stream, group, id="0", mkstream=True)
+        pipe.xinfo_stream(stream)
+        created, info = pipe.execute(raise_on_error=False)
+        if isinstance(created, redis.ResponseError):
+            if "BUSYGROUP" not in str(created):
+                raise created
+            return None
+        if isinstance(info, Exception):
+            raise info
+        return max(0, int(info.get("entries-added", 0)) - int(info["length"]))
 
     def group_exists(self, stream: str, group: str) -> bool:
         """Whether ``group`` is among XINFO GROUPS of ``stream`` (asked with the probe connection)."""
@@ -204,12 +303,16 @@ class RedisBroker:
 
         Successive calls walk the whole pending list with XAUTOCLAIM's cursor (one call inspects
         a bounded part of it), starting over once it wraps.
+        Entries deleted from the stream while pending come back with ``fields=None`` and
+        ``pending=False``: Redis 7 XAUTOCLAIM lists their ids apart and removes them from the
+        pending list, so they cannot be acknowledged, only dead-lettered.
         """
         start = self._claim_cursor.get((stream, group), "0-0")
         reply = self.client.xautoclaim(stream, group, consumer, min_idle_ms, start, count=count)
         self._claim_cursor[(stream, group)] = _text(reply[0])
         entries = [(_text(i), fields or None) for i, fields in reply[1]]
-        return self._with_deliveries(stream, group, consumer, entries)
+        deleted = [Message(_text(i), None, 1, pending=False) for i in (reply[2] if len(reply) > 2 else [])]
+        return self._with_deliveries(stream, group, consumer, entries) + deleted
 
     def _with_deliveries(self, stream: str, group: str, consumer: str, entries: list[tuple[str, Any]]) -> list[Message]:
         """Attach each message's delivery count (XPENDING of the one id, for this consumer)."""
@@ -223,6 +326,36 @@ class RedisBroker:
             for row in reply:
                 counts[_text(row["message_id"])] = int(row["times_delivered"])
         return [Message(i, fields, counts.get(i, 1)) for i, fields in entries]
+
+    def reset_deliveries(self, stream: str, group: str, consumer: str, counts: Mapping[str, int]) -> None:
+        """Set the delivery counts of messages this consumer holds (XCLAIM ... RETRYCOUNT n JUSTID).
+
+        For a batch that was scored but could not be written (database down): those deliveries
+        say nothing about the message, so a restart that re-reads it must not push it towards
+        ``--max-deliveries``. Also resets the idle time: another consumer does not claim it meanwhile.
+        """
+        if not counts:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for message_id, n in counts.items():
+            pipe.xclaim(stream, group, consumer, 0, [message_id], retrycount=n, justid=True)
+        pipe.execute()
+
+    def dead_letter(self, dead_letter_stream: str, group: str, letters: Sequence[DeadLetter]) -> int:
+        """Write dead letters for messages no longer pending (nothing to acknowledge); return how many."""
+        if not letters:
+            return 0
+        args: list[str | int] = [self.dead_letter_maxlen, group]
+        for letter in letters:
+            args += [letter.source_id, letter.reason]
+        return int(self._dead_letter(keys=[dead_letter_stream], args=args))
+
+    def lengths(self, streams: Sequence[str]) -> dict[str, int]:
+        """XLEN of each stream (0 when absent)."""
+        pipe = self.client.pipeline(transaction=False)
+        for name in streams:
+            pipe.xlen(name)
+        return {name: int(n) for name, n in zip(streams, pipe.execute(), strict=True)}
 
     # -------------------------------------------------------------- completing ---
 
@@ -239,7 +372,8 @@ class RedisBroker:
         """One atomic script: XACK each message, and write its result / dead letter only if it was acked."""
         if not (results or dead or ack_only):
             return Completed()
-        args: list[str | int] = [group, "1" if results_stream else "0", len(results)]
+        args: list[str | int] = [group, "1" if results_stream else "0", self.results_maxlen, self.dead_letter_maxlen]
+        args.append(len(results))
         for r in results:
             args += [r.source_id, r.label, repr(r.probability), repr(r.positive_probability), r.model_version]
         args.append(len(dead))
@@ -254,11 +388,20 @@ class RedisBroker:
     # --------------------------------------------------------------- producing ---
 
     def add(self, stream: str, entries: Sequence[Mapping[str, str]]) -> list[str]:
-        """XADD every entry in one pipeline round trip."""
-        pipe = self.client.pipeline(transaction=False)
+        """Append the entries in one round trip, idempotently: a retry after a lost reply appends nothing.
+
+        The client retries a command whose connection dropped; the chunk carries a fresh token
+        that the script records with the appended ids, so the retry returns those ids instead.
+        """
+        if not entries:
+            return []
+        token = f"{stream}:chunk:{uuid.uuid4().hex}"
+        args: list[str | int] = [CHUNK_TOKEN_TTL_SECONDS]
         for fields in entries:
-            pipe.xadd(stream, dict(fields))
-        return [_text(i) for i in pipe.execute()]
+            args.append(len(fields))
+            for name, value in fields.items():
+                args += [name, value]
+        return [_text(i) for i in self._add(keys=[stream, token], args=args)]
 
     def trim_acknowledged(self, stream: str) -> int:
         """XTRIM MINID to the oldest entry some group still needs; never a blind MAXLEN.

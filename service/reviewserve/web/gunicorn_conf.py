@@ -10,6 +10,7 @@ import gc
 import logging
 import os
 import shutil
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -96,6 +97,20 @@ def when_ready(server: Any) -> None:
         drain()
 
     server.handle_term = handle_term
+    _replace_workers_once_model_loads(server)
+
+
+def _replace_workers_once_model_loads(server: Any) -> None:
+    """If the preloaded model was refused, the master retries it (web/modelretry.py); once it loads, stop the
+    workers gracefully: the arbiter forks their replacements from the master, which now holds the model."""
+    service = server.app.wsgi().extensions["reviewserve"]
+
+    def replace_workers() -> None:
+        server.log.info("model loaded in the master: replacing the workers")
+        for pid in list(server.WORKERS):
+            server.kill_worker(pid, signal.SIGTERM)
+
+    service.on_model_loaded.append(replace_workers)
 
 
 def child_exit(server: Any, worker: Any) -> None:

@@ -30,9 +30,13 @@ def path(request: Request) -> str:
 class ModelMetrics:
     """Model-level metrics: predictions by label, positive-probability drift histogram, batch sizes."""
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: CollectorRegistry, track: str = "stable") -> None:
+        self.track = track
         self.predictions = Counter(
-            "reviewserve_predictions_total", "Reviews scored, by predicted label.", ["label"], registry=registry
+            "reviewserve_predictions_total",
+            "Reviews scored, by predicted label and deployment track.",
+            ["label", "track"],
+            registry=registry,
         )
         self.positive_probability = Histogram(
             "reviewserve_positive_probability",
@@ -48,8 +52,8 @@ class ModelMetrics:
         )
         self.model_info = Gauge(
             "reviewserve_model_info",
-            "The served model (always 1), labelled by name and version.",
-            ["name", "version"],
+            "The served model (always 1), labelled by name, version and deployment track.",
+            ["name", "version", "track"],
             registry=registry,
             multiprocess_mode="max",
         )
@@ -62,23 +66,28 @@ class ModelMetrics:
 
     def model_loaded(self, predictor: Predictor) -> None:
         """Record which model is served and how long it took to load."""
-        self.model_info.labels(name=predictor.name, version=predictor.version).set(1)
+        self.model_info.labels(name=predictor.name, version=predictor.version, track=self.track).set(1)
         self.model_load_seconds.set(predictor.load_seconds)
 
     def observe(self, predictions: Sequence[Prediction]) -> None:
         """Record one request's predictions."""
         self.reviews_per_request.observe(len(predictions))
         for label, count in collections.Counter(p.label for p in predictions).items():
-            self.predictions.labels(label=label).inc(count)  # one write per label, not per review
+            self.predictions.labels(label=label, track=self.track).inc(count)  # one write per label, not per review
         for prediction in predictions:
             self.positive_probability.observe(prediction.positive_probability)
 
 
-def init_metrics(app: Flask) -> ModelMetrics:
-    """Attach HTTP metrics and ``/metrics`` to ``app``; return the model metrics."""
-    options = {"group_by": path, "buckets": LATENCY_BUCKETS, "excluded_paths": ["/metrics"]}
+def init_metrics(app: Flask, track: str = "stable") -> ModelMetrics:
+    """Attach HTTP metrics and ``/metrics`` to ``app``; return the model metrics (all labelled with ``track``)."""
+    options = {
+        "group_by": path,
+        "buckets": LATENCY_BUCKETS,
+        "excluded_paths": ["/metrics"],
+        "default_labels": {"track": track},
+    }
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         exporter: PrometheusMetrics = GunicornInternalPrometheusMetrics(app, **options)
     else:
         exporter = PrometheusMetrics(app, registry=CollectorRegistry(auto_describe=True), **options)
-    return ModelMetrics(exporter.registry)
+    return ModelMetrics(exporter.registry, track)

@@ -87,7 +87,6 @@ def infer(name: str, version: str | None = None) -> Response:
     return jsonify(codecs.encode_v2(infer_request, predictions, predictor))
 
 
-
 bp.add_url_rule("", view_func=server_metadata, methods=["GET"])
 bp.add_url_rule("/health/live", view_func=live, methods=["GET"])
 bp.add_url_rule("/health/ready", view_func=ready, methods=["GET"])
