@@ -64,15 +64,15 @@ bench-slow: install-dev ## 256 slow connections vs normal requests -> docs/bench
 bench-overload: install-dev ## Open-loop overload (1x,1.5x,2x,4x capacity; 2 rounds, ~25 min) vs peers -> docs/benchmarks.md
 	$(BIN)/python -m benchmarks.overload $(BENCH_ARGS)
 
-bench-soak: install-dev ## 10-minute soak at c=32, mixed traffic, recycling on -> docs/benchmarks.md
-	$(BIN)/python -m benchmarks.soak $(BENCH_ARGS)
+bench-soak: install-dev ## Soak at c=32, mixed traffic, recycling on (DURATION=3600: the hour; default 600 s) -> docs/benchmarks.md
+	$(BIN)/python -m benchmarks.soak $(if $(DURATION),--seconds $(DURATION)) $(BENCH_ARGS)
 
 bench-stream: install-dev ## Streaming (~4 min): in-process vs end-to-end messages/s, 1 and 2 consumers, latency
 	$(BIN)/python -m benchmarks.stream_throughput --out benchmarks/results/stream.json $(BENCH_ARGS)
 
 REVIEW_FILES ?= ../shared/data/uci-sentiment/*.txt
-load-reviews: install ## Load review files (REVIEW_FILES, default the UCI sentences) into SQLite reviews.db
-	$(BIN)/reviewserve load-reviews $(REVIEW_FILES)
+load-reviews: install ## Load review files (REVIEW_FILES, default the UCI sentences) into SQLite reviews.db (again: LOAD_ARGS=--replace)
+	$(BIN)/reviewserve load-reviews $(LOAD_ARGS) $(REVIEW_FILES)
 
 score: install ## Score the reviews table missing predictions (ARGS='--source postgresql://... --shard 0/2' etc.)
 	$(BIN)/reviewserve score $(ARGS)

@@ -34,8 +34,15 @@ class Tally:
     reviews_scored: int = 0
     ok_prediction_requests: int = 0
     latencies: list[float] = field(default_factory=list)
+    window: list[float] = field(default_factory=list)  # latencies since the last take_window()
     elapsed: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def take_window(self) -> list[float]:
+        """The latencies (seconds) of the requests answered since the last call."""
+        with self.lock:
+            window, self.window = self.window, []
+        return window
 
     def summary(self) -> dict:
         """JSON-ready figures."""
@@ -79,8 +86,10 @@ def _client(host: str, port: int, plan: list[Request], offset: int, deadline: fl
             conn.close()
             conn = http.client.HTTPConnection(host, port, timeout=timeout)
             continue
-        latencies.append(time.perf_counter() - started)
+        latency = time.perf_counter() - started
+        latencies.append(latency)
         with tally.lock:
+            tally.window.append(latency)
             tally.answered += 1
             tally.by_status[response.status] += 1
             tally.by_kind_status[f"{kind} {response.status}"] += 1

@@ -79,9 +79,13 @@ def _targets_section(data: dict) -> list[str]:
 
 def _table(data: dict, kind: str) -> list[str]:
     levels = data["settings"]["levels"]
-    head = "| server | " + " | ".join(f"req/s c={c}" for c in levels) + " | " + " | ".join(
-        f"p50 / p90 / p99 ms c={c}" for c in levels
-    ) + " | errors |"
+    head = (
+        "| server | "
+        + " | ".join(f"req/s c={c}" for c in levels)
+        + " | "
+        + " | ".join(f"p50 / p90 / p99 ms c={c}" for c in levels)
+        + " | errors |"
+    )
     lines = [head, "|" + "---|" * (2 + 2 * len(levels))]
     for server in data["servers"]:
         if kind == "list" and not data["servers"][server]["lists"]:
@@ -320,7 +324,7 @@ def _slow_section(data: dict) -> list[str]:
     return out
 
 
-def _soak_section(data: dict) -> list[str]:
+def _soak_section(data: dict, doc_folder: Path | None = None) -> list[str]:
     r = data["result"]
     s = data["settings"]
     out = [
@@ -359,7 +363,83 @@ def _soak_section(data: dict) -> list[str]:
         f"{r['metrics_request_reviews_count']} vs {r['ok_prediction_requests']} |",
         "",
     ]
+    if r.get("samples"):
+        out += _soak_samples(data, doc_folder)
     return out
+
+
+SOAK_COLUMNS = (
+    ("t_s", "time (s)"),
+    ("answered", "answered"),
+    ("recycles", "recycles"),
+    ("workers_rss_mib", "workers RSS (MiB)"),
+    ("master_rss_mib", "master RSS (MiB)"),
+    ("open_files", "open files"),
+    ("metrics_files", "metrics files"),
+    ("metrics_kib", "metrics KiB"),
+    ("metrics_ms", "/metrics ms"),
+    ("p99_ms", "p99 ms"),
+)
+
+
+def _soak_samples(data: dict, doc_folder: Path | None) -> list[str]:
+    """The per-minute table of what must stay flat, first vs last, and the plot."""
+    r = data["result"]
+    rows = r["samples"]
+    every = data["settings"].get("sample_seconds", 60)
+    out = [
+        f"Sampled every {every:g} s (the first row 10 s into the load, the last after it): live workers' RSS, "
+        "open files of the master and workers, files and bytes of the metrics folder (all servers' folders "
+        "below `PROMETHEUS_MULTIPROC_DIR`), median of 3 `GET /metrics`, p99 of the requests answered since "
+        "the previous row. Every scrape was checked against the previous one: "
+        f"**{r.get('counter_decrease_count', 0)}** counter/histogram samples went down in "
+        f"{r.get('metrics_scrapes_checked', 0)} scrapes; workers recycled: **{r.get('recycles', 0)}**.",
+        "",
+    ]
+    if len(rows) >= 2:
+        first, last = rows[0], rows[-1]
+        out += ["| figure | first row | last row |", "|---|---|---|"]
+        out += [f"| {title} | {first.get(key)} | {last.get(key)} |" for key, title in SOAK_COLUMNS[2:]]
+        out += [""]
+    if doc_folder is not None:
+        name = plot_soak(rows, doc_folder / "benchmarks")
+        out += [f"![soak: flat over time](benchmarks/{name})", ""]
+    out += ["| " + " | ".join(title for _, title in SOAK_COLUMNS) + " |", "|" + "---|" * len(SOAK_COLUMNS)]
+    out += ["| " + " | ".join(str(row.get(key)) for key, _ in SOAK_COLUMNS) + " |" for row in rows]
+    out += [""]
+    return out
+
+
+def plot_soak(rows: list[dict], folder: Path) -> str:
+    """Four panels over time: RSS, open files, metrics folder, /metrics time and p99 (PNG); returns its name."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    minutes = [row["t_s"] / 60 for row in rows]
+    fig, axes = plt.subplots(2, 2, figsize=(11, 6.5), sharex=True)
+    panels = [
+        (axes[0][0], "memory (MiB)", [("workers_rss_mib", "live workers' RSS"), ("master_rss_mib", "master RSS")]),
+        (axes[0][1], "open files", [("open_files", "master + workers")]),
+        (axes[1][0], "metrics folder", [("metrics_files", "files"), ("metrics_kib", "KiB")]),
+        (axes[1][1], "milliseconds", [("metrics_ms", "GET /metrics (median of 3)"), ("p99_ms", "p99 of the minute")]),
+    ]
+    for ax, ylabel, series in panels:
+        for key, label in series:
+            ax.plot(minutes, [row.get(key) for row in rows], marker=".", label=label)
+        ax.set_ylabel(ylabel)
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    for ax in axes[1]:
+        ax.set_xlabel("minutes into the soak")
+    fig.suptitle("Soak with worker recycling: sampled while the load runs")
+    fig.tight_layout()
+    fig.savefig(folder / "soak.png", dpi=110)
+    plt.close(fig)
+    return "soak.png"
 
 
 def write(
@@ -386,7 +466,7 @@ def write(
     out += ["## Slow clients (`make bench-slow`)", ""]
     out += _slow_section(slow) if slow else ["Not run yet.", ""]
     out += ["## Soak with worker recycling (`make bench-soak`)", ""]
-    out += _soak_section(soak) if soak else ["Not run yet.", ""]
+    out += _soak_section(soak, doc.parent) if soak else ["Not run yet.", ""]
     out += ["## Overload: open-loop arrival rates above capacity (`make bench-overload`)", ""]
     out += overload_report.section(overload, doc) if overload else ["Not run yet.", ""]
     doc.parent.mkdir(parents=True, exist_ok=True)

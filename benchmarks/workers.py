@@ -1,13 +1,15 @@
 """Which gunicorn worker answered how many requests: from the request log or the metric files.
 
 The request log line carries the worker's pid when the server logs one (``pid`` or ``process``);
-otherwise prometheus-client's multiprocess folder has one ``counter_<pid>.db`` per worker that ever
-ran (kept after the worker exits), whose ``flask_http_request_total`` is that worker's request count.
+otherwise prometheus-client's multiprocess folder has one ``counter_<pid>.db`` per live worker (in the
+server's own subfolder; an exited worker's counts are folded into ``counter_archive.db``), whose
+``flask_http_request_total`` is that worker's request count so far.
 """
 
 from __future__ import annotations
 
 import json
+import struct
 import subprocess
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -19,14 +21,18 @@ REQUEST_COUNTER = "flask_http_request_total"
 
 
 def counts_from_metrics_dir(metrics_dir: Path, metric: str = REQUEST_COUNTER) -> Counter[int]:
-    """Requests per worker pid from the multiprocess counter files."""
+    """Requests per live worker pid from the multiprocess counter files (any server folder below ``metrics_dir``)."""
     out: Counter[int] = Counter()
-    for path in Path(metrics_dir).glob("counter_*.db"):
+    for path in Path(metrics_dir).rglob("counter_*.db"):
         try:
             pid = int(path.stem.rsplit("_", 1)[1])
         except ValueError:
             continue
-        for key, value, *_ in MmapedDict.read_all_values_from_file(str(path)):
+        try:
+            values = list(MmapedDict.read_all_values_from_file(str(path)))
+        except (FileNotFoundError, struct.error):  # folded away meanwhile, or just created and still empty
+            continue
+        for key, value, *_ in values:
             if json.loads(key)[1] == metric:
                 out[pid] += int(value)
     return out

@@ -35,7 +35,6 @@ def lua_string(value: str) -> str:
     out = []
     for byte in value.encode():
         char = chr(byte)
-        # Three digits: Lua reads up to three, so "\\34" before a "1" would read as "\\341" (invalid).
         out.append(char if 32 <= byte < 127 and char not in '"\\' else f"\\{byte:03d}")
     return '"' + "".join(out) + '"'
 

@@ -24,6 +24,10 @@ SERVE_OPTIONS = {
     "worker_connections": "WORKER_CONNECTIONS",
     "threads": "THREADS",
     "model_path": "MODEL_PATH",
+    "model_uri": "MODEL_URI",
+    "model_sha256": "MODEL_SHA256",
+    "model_cache_dir": "MODEL_CACHE_DIR",
+    "track": "TRACK",
     "max_body_bytes": "MAX_BODY_BYTES",
     "max_reviews": "MAX_REVIEWS",
     "max_review_chars": "MAX_REVIEW_CHARS",
@@ -141,21 +145,26 @@ def train(
 @text_column_option
 @label_column_option
 def evaluate(
-    model_dir: Path | None,
+    model_dir: str | None,
     data: tuple[Path, ...],
     min_accuracy: float | None,
     no_plots: bool,
     text_column: str,
     label_column: str,
 ) -> None:
-    """Evaluate a model; write metrics into its card and a report with plots into MODEL/evaluation/."""
+    """Evaluate a model; write metrics into its card and a report with plots into MODEL/evaluation/.
+
+    A model URL is evaluated in its downloaded copy (MODEL_CACHE_DIR): push a new version to publish results.
+    """
     from reviewserve.model import ModelLoadError
     from reviewserve.model.evaluate import evaluate as run_evaluation
+    from reviewserve.model.store import fetch
 
-    model_dir = model_dir or load_settings().model_path
+    settings = load_settings()
     try:
+        folder = fetch(model_dir or settings.model_source, settings.model_cache_dir, settings.model_fetch_timeout)
         results = run_evaluation(
-            model_dir, list(data), plots=plots_wanted(no_plots), text_column=text_column, label_column=label_column
+            folder, list(data), plots=plots_wanted(no_plots), text_column=text_column, label_column=label_column
         )
     except (ValueError, ModelLoadError) as exc:
         raise click.ClickException(str(exc)) from None
@@ -175,6 +184,10 @@ def evaluate(
 @click.option("--worker-connections", type=int, help="Connections per gevent worker [env WORKER_CONNECTIONS].")
 @click.option("--threads", type=int, help="Threads per gthread worker [env THREADS, default 2].")
 @click.option("--model-path", type=click.Path(path_type=Path), help="Model folder [env MODEL_PATH].")
+@click.option("--model", "model_uri", metavar="URI", help="Model folder or URL (s3://, https://) [env MODEL_URI].")
+@click.option("--model-sha256", help="Refuse a model file with another sha256 [env MODEL_SHA256].")
+@click.option("--model-cache-dir", type=click.Path(path_type=Path), help="Downloads folder [env MODEL_CACHE_DIR].")
+@click.option("--track", help="Deployment track label of the metrics [env TRACK, default stable].")
 @click.option("--max-body-bytes", type=int, help="Body limit [env MAX_BODY_BYTES].")
 @click.option("--max-reviews", type=int, help="Reviews per request [env MAX_REVIEWS].")
 @click.option("--max-review-chars", type=int, help="Characters per review [env MAX_REVIEW_CHARS].")
@@ -201,7 +214,7 @@ def serve(dev: bool, **options: object) -> None:
         from reviewserve.web.app import create_app
 
         configure_logging(settings.log_level)
-        create_app(settings).run(host="127.0.0.1", port=settings.port, debug=True)
+        create_app(settings, retry=True).run(host="127.0.0.1", port=settings.port, debug=True)
         return
     os.execv(sys.executable, [sys.executable, "-m", "gunicorn", *GUNICORN_ARGS])
 
@@ -209,13 +222,14 @@ def serve(dev: bool, **options: object) -> None:
 @main.command()
 @click.argument("texts", nargs=-1)
 @model_option
-def predict(texts: tuple[str, ...], model_dir: Path | None) -> None:
+def predict(texts: tuple[str, ...], model_dir: str | None) -> None:
     """Score TEXTS (or one text per line of stdin); print one JSON object per text."""
-    from reviewserve.model import InvalidText, ModelLoadError, Predictor
+    from reviewserve.model import InvalidText, ModelLoadError
+    from reviewserve.model.store import open_predictor
 
     settings = load_settings()
     try:
-        predictor = Predictor.load(model_dir or settings.model_path, max_chars=settings.max_review_chars)
+        predictor = open_predictor(settings, model_dir)
     except ModelLoadError as exc:
         raise click.ClickException(str(exc)) from None
     lines = list(texts) or [line.rstrip("\n") for line in sys.stdin if line.strip()]
@@ -238,8 +252,10 @@ def predict(texts: tuple[str, ...], model_dir: Path | None) -> None:
 
 # The batch and stream commands live beside their packages.
 from reviewserve.batch.cli import load_reviews_command, score  # noqa: E402
+from reviewserve.model.cli import model  # noqa: E402
 from reviewserve.stream.cli import stream  # noqa: E402
 
+main.add_command(model)
 main.add_command(score)
 main.add_command(load_reviews_command)
 main.add_command(stream)

@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 from pydantic import ValidationError
 
 from reviewserve.settings import Settings
 
-model_option = click.option(
-    "--model",
-    "model_dir",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    default=None,
-    help="Model folder [default: MODEL_PATH].",
-)
+MODEL_HELP = "Model folder, or URL of one (s3://, https://) [default: MODEL_URI, else MODEL_PATH]."
+
+model_option = click.option("--model", "model_dir", default=None, metavar="URI", help=MODEL_HELP)
 
 
 def load_settings() -> Settings:

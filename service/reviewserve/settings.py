@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 BUNDLED_MODEL = Path("models/review-sentiment/1")
 DEFAULT_METRICS_DIR = Path("/tmp/reviewserve-metrics")
+DEFAULT_MODEL_CACHE_DIR = Path("/tmp/reviewserve-models")
 
 
 def usable_cpus() -> int:
@@ -52,6 +53,24 @@ class Settings(BaseSettings):
     model_path: Path = Field(
         default_factory=bundled_model_path, description="Model folder holding card.json and the model."
     )
+    model_uri: str = Field(
+        "",
+        description="Where the model comes from: a local folder or an s3:// / https:// URL of a model folder "
+        "(card.json + model file). Empty: MODEL_PATH.",
+    )
+    model_sha256: str = Field(
+        "", pattern=r"^([0-9a-f]{64})?$", description="Expected sha256 of the model file (empty: no pin)."
+    )
+    model_cache_dir: Path = Field(DEFAULT_MODEL_CACHE_DIR, description="Folder remote models are downloaded into.")
+    model_fetch_timeout: float = Field(30.0, gt=0, description="Seconds one download request may take.")
+    model_retry_max_seconds: float = Field(
+        60.0, ge=1, description="Longest wait between two attempts to load a model that failed (backoff from 1 s)."
+    )
+    track: str = Field(
+        "stable",
+        pattern=r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$",
+        description="Deployment track (stable, canary...): the `track` label of the model and request metrics.",
+    )
     max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest accepted request body (413 above).")
     max_reviews: int = Field(64, ge=1, description="Most reviews in one request (422 above).")
     max_review_chars: int = Field(5000, ge=1, description="Longest accepted review in characters (413 above).")
@@ -87,6 +106,11 @@ class Settings(BaseSettings):
     retry_after_seconds: int = Field(1, ge=0, description="Retry-After of a shed request's 503, seconds.")
     max_requests: int = Field(10_000, ge=0, description="Requests after which a worker is recycled (0: never).")
     max_requests_jitter: int = Field(1000, ge=0, description="Random spread on max_requests.")
+
+    @property
+    def model_source(self) -> str:
+        """MODEL_URI when set, else MODEL_PATH: what the model store resolves."""
+        return self.model_uri or str(self.model_path)
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -29,9 +29,21 @@ class Postgres:
 
     port: int
     data: Path
+    options: str = ""  # the server options of `pg_ctl start -o`
 
     def url(self, database: str = "postgres", host: str = "127.0.0.1") -> str:
         return f"postgresql://postgres@{host}:{self.port}/{database}"
+
+    def pg_ctl(self, *args: str) -> None:
+        """Run ``pg_ctl -D data -o OPTIONS ARGS`` as the server's user (``stop``, ``start``, ``restart``...)."""
+        log = self.data.parent / "postgres.log"
+        done = subprocess.run(
+            _as_postgres_user([str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-o", self.options, "-l", str(log),
+                               *args]),
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        if done.returncode != 0:
+            raise RuntimeError(f"pg_ctl {args} failed: {done.stdout}{done.stderr}")
 
     def create_database(self, name: str) -> str:
         """Create a fresh database and return its URL."""
@@ -73,7 +85,7 @@ def postgres(listen: str = "127.0.0.1") -> Iterator[Postgres]:
     if started.returncode != 0:
         raise RuntimeError(f"pg_ctl start failed: {started.stdout}{started.stderr}\n{log.read_text()}")
     try:
-        yield Postgres(port, data)
+        yield Postgres(port, data, options)
     finally:
         subprocess.run(
             _as_postgres_user([str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"]),

@@ -45,7 +45,8 @@ def test_csv_jsonl_parquet_scored_one_output_each_and_a_rerun_skips_them(tmp_pat
     inputs = write_inputs(tmp_path / "in")
     run = score_in_process("--source", str(tmp_path / "in" / "*"), "--chunk-size", "8")
     assert run.returncode == 3, run.stderr  # the JSONL file holds two bad rows
-    assert run.summary | {"read": 90, "failed": 2, "files": 3, "files_pending": 3} == run.summary
+    finished = {"files": 3, "files_skipped": 0, "files_done": 3, "files_pending": 0}  # at the end of the run
+    assert run.summary | {"read": 90, "failed": 2, **finished} == run.summary
 
     out = tmp_path / "in" / "predictions" / "review-sentiment" / "1"
     for name, rows in inputs.items():
@@ -65,11 +66,12 @@ def test_csv_jsonl_parquet_scored_one_output_each_and_a_rerun_skips_them(tmp_pat
 
     again = score_in_process("--source", str(tmp_path / "in" / "*"))
     assert again.returncode == 0, again.stderr
-    assert again.summary | {"read": 0, "skipped": 90, "files_done": 3, "files_pending": 0} == again.summary
+    files = {"files_skipped": 3, "files_done": 3, "files_pending": 0}
+    assert again.summary | {"read": 0, "skipped": 90, **files} == again.summary
 
     (tmp_path / "in" / "a.csv").write_text("id,text\n1,changed file gets scored again\n")
     changed = score_in_process("--source", str(tmp_path / "in" / "*"))
-    assert (changed.summary["read"], changed.summary["files_pending"]) == (1, 1)
+    assert (changed.summary["read"], changed.summary["files_skipped"], changed.summary["files_done"]) == (1, 2, 3)
 
 
 def test_a_killed_run_redoes_only_the_unfinished_file(tmp_path: Path) -> None:
@@ -81,17 +83,19 @@ def test_a_killed_run_redoes_only_the_unfinished_file(tmp_path: Path) -> None:
     args = ("--source", str(folder / "*.csv"), "--output", str(out), "--chunk-size", "50")
     kill_after(args, "file finished", 1)
     done = out / "review-sentiment" / "1"
-    finished = sorted(p.name for p in (done / "_done").glob("*.json"))
+    named = done / str(folder).lstrip("/")  # a given --output names each output by its input's whole path
+    finished = sorted(p.name for p in (done / "_done" / str(folder).lstrip("/")).glob("*.json"))
     assert finished == ["1.csv.json"]
-    first_output = (done / "1.csv").stat()
-    assert not (done / "2.csv").exists()  # the file in flight was never published under its name
+    first_output = (named / "1.csv").stat()
+    assert not (named / "2.csv").exists()  # the file in flight was never published under its name
 
     rerun = run_score(*args)
     assert rerun.returncode == 0, rerun.stderr
-    assert rerun.summary | {"read": 3000, "skipped": 1500, "files_done": 1, "files_pending": 2} == rerun.summary
-    assert (done / "1.csv").stat().st_mtime_ns == first_output.st_mtime_ns  # untouched
+    files = {"files_skipped": 1, "files_done": 3, "files_pending": 0}
+    assert rerun.summary | {"read": 3000, "skipped": 1500, **files} == rerun.summary
+    assert (named / "1.csv").stat().st_mtime_ns == first_output.st_mtime_ns  # untouched
     for name in ("1.csv", "2.csv", "3.csv"):
-        assert read_output(done / name).num_rows == 1500
+        assert read_output(named / name).num_rows == 1500
     assert not list(done.rglob("*.inprogress"))
 
 
@@ -113,10 +117,11 @@ def test_files_in_s3_through_a_local_s3_server(tmp_path: Path) -> None:
         assert run.returncode == 3, run.stderr
         assert (run.summary["read"], run.summary["files"]) == (60, 3)
         fs = s3fs.S3FileSystem(key="test", secret="test", endpoint_url=endpoint)
-        names = ("11/a.csv", "11/b.jsonl", "11/c.parquet", "_done/11/a.csv.json", "_done/11/b.jsonl.json",
-                 "_done/11/c.parquet.json")  # fmt: skip
+        names = ("logs/2026/11/a.csv", "logs/2026/11/b.jsonl", "logs/2026/11/c.parquet",
+                 "_done/logs/2026/11/a.csv.json", "_done/logs/2026/11/b.jsonl.json",
+                 "_done/logs/2026/11/c.parquet.json")  # fmt: skip
         assert sorted(fs.find("logs/scored")) == sorted(f"logs/scored/review-sentiment/1/{n}" for n in names)
-        with fs.open("logs/scored/review-sentiment/1/11/c.parquet", "rb") as handle:
+        with fs.open("logs/scored/review-sentiment/1/logs/2026/11/c.parquet", "rb") as handle:
             assert pq.read_table(handle).num_rows == 20
 
         again = score_in_process("--source", "s3://logs/2026/*/*", "--output", "s3://logs/scored", **env)

@@ -59,3 +59,20 @@ def test_an_unreachable_gateway_does_not_change_the_result(sqlite_url: str) -> N
     run = score_in_process("--source", sqlite_url, "--pushgateway", f"http://127.0.0.1:{free_port()}")
     assert run.returncode == 0
     assert "pushgateway push failed" in run.stdout
+
+
+def test_null_ids_are_pushed(tmp_path: Path, sqlite_url: str) -> None:
+    from tests.batch.conftest import engine_for
+
+    engine = engine_for(sqlite_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE reviews (id integer UNIQUE, text text)")
+        conn.exec_driver_sql("INSERT INTO reviews VALUES (NULL, 'no id'), (NULL, 'none'), (1, 'great phone')")
+    engine.dispose()
+    with servers.pushgateway(tmp_path) as gateway:
+        run = score_in_process("--source", sqlite_url, "--pushgateway", gateway)
+        assert run.returncode == 0, run.stderr
+        group = (("job", "reviewserve_score"), ("shard", "0/1"), ("source", "reviews"))
+        samples = gateway_samples(gateway)
+        assert samples["reviewserve_batch_null_ids"][group] == 2
+        assert samples["reviewserve_batch_rows_read"][group] == 1

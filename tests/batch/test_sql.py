@@ -231,8 +231,10 @@ def test_clear_errors_for_a_wrong_table_column_shard_or_database(sqlite_url: str
     assert "['id', 'text']" in no_column.stderr
     bad_shard = score_in_process("--source", sqlite_url, "--shard", "2/2")
     assert bad_shard.returncode == 2 and "--shard" in bad_shard.stderr
-    unreachable = score_in_process("--source", "postgresql://nobody@127.0.0.1:1/none")
+    unreachable = score_in_process("--source", "postgresql://nobody@127.0.0.1:1/none", "--retry-for", "0")
     assert unreachable.returncode == 1 and "Traceback" not in unreachable.stderr
+    assert "Connection refused" in unreachable.stderr and len(unreachable.stderr.strip().splitlines()) == 1
+    assert unreachable.summary | {"exit_code": 1, "read": 0} == unreachable.summary
     other = score_in_process("--source", "mysql://u@h/db")
     assert other.returncode == 1 and "not supported" in other.stderr
     clash = score_in_process("--source", sqlite_url, "--predictions-table", "reviews")
@@ -284,7 +286,9 @@ def test_a_database_error_while_writing_stops_the_job_with_exit_code_1(db_url: s
     assert failed.returncode == 1, failed.stderr
     assert "boom at review 120" in failed.stderr and "Traceback" not in failed.stderr
     logs = [json.loads(line) for line in failed.stdout.splitlines() if line.startswith("{")]
-    assert not [line for line in logs if "exit_code" in line]  # no summary: the job did not finish
+    assert [line for line in logs if "exit_code" in line] == [failed.summary]  # the last line, once
+    assert failed.summary | {"exit_code": 1, "read": 100, "scored": 100, "total": rows} == failed.summary
+    assert "boom at review 120" in failed.summary["error"] and "\n" not in failed.summary["error"]
     assert [line["chunk"] for line in logs if line.get("message") == "chunk committed"] == [1, 2]
     # Only the two chunks before the failed one (the next chunk was already read ahead: not written).
     assert prediction_counts(db_url) == {"rows": 100, "ids": 100, "duplicates": 0}

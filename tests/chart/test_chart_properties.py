@@ -32,6 +32,12 @@ APP_ENV = {
     "KEEPALIVE",
     "THREADS",
     "PROMETHEUS_MULTIPROC_DIR",
+    "MODEL_URI",
+    "MODEL_SHA256",
+    "MODEL_CACHE_DIR",
+    "MODEL_FETCH_TIMEOUT",
+    "MODEL_RETRY_MAX_SECONDS",
+    "TRACK",
 }
 METRICS_DIR = "/var/run/reviewserve/metrics"
 
@@ -211,11 +217,11 @@ def test_service_account_token_not_mounted(kit: Any) -> None:
 
 @pytest.mark.parametrize("values", CI_VALUES)
 def test_writable_dirs_are_memory_emptydirs(kit: Any, values: str) -> None:
-    """/tmp and the metrics dir are emptyDirs (Memory, with size limits); nothing else is writable."""
+    """/tmp, the metrics dir and the model cache are emptyDirs (Memory, with size limits); nothing else is writable."""
     docs = kit.render((values,))
     spec = pod_spec(kit, docs)
     mounts = {m["mountPath"]: m["name"] for m in spec["containers"][0]["volumeMounts"] if not m.get("readOnly")}
-    assert set(mounts) == {"/tmp", METRICS_DIR}
+    assert set(mounts) == {"/tmp", METRICS_DIR, "/var/cache/reviewserve/models"}
     volumes = {v["name"]: v for v in spec["volumes"]}
     for name in mounts.values():
         empty = volumes[name]["emptyDir"]

@@ -47,6 +47,11 @@ EXPECTED_KINDS: dict[str, set[str]] = {
     | {"ServiceAccount", "ScaledObject", "Secret", "NetworkPolicy"},
     "batch-on-values.yaml": {"ConfigMap", "Deployment", "Pod", "PodDisruptionBudget", "Service"}
     | {"ServiceAccount", "NetworkPolicy", "CronJob", "Job"},
+    # A second track of web pods (issue 19): a canary split or a shadow mirror on the HTTPRoute.
+    "canary-values.yaml": {"ConfigMap", "Deployment", "Pod", "PodDisruptionBudget", "Service"}
+    | {"ServiceAccount", "HTTPRoute"},
+    "shadow-values.yaml": {"ConfigMap", "Deployment", "Pod", "PodDisruptionBudget", "Service"}
+    | {"ServiceAccount", "HTTPRoute"},
 }
 
 
@@ -124,9 +129,11 @@ def test_crd_resources_match_crd_schemas(kit: Any, helm: str) -> None:
     assert {d["kind"] for d in docs} == {"ServiceMonitor", "PrometheusRule", "HTTPRoute"}
     route = kit.render(sets=("httpRoute.enabled=true",), helm=helm)
     docs += [d for d in route if d["kind"] == "HTTPRoute"]  # the default route too
+    for values in ("canary-values.yaml", "shadow-values.yaml"):  # weighted backendRefs; the RequestMirror filter
+        docs += [d for d in kit.render((values,), helm=helm) if d["kind"] == "HTTPRoute"]
     code, results = _validate_crds(kit, docs)
     assert code == 0, results
-    assert [r["ok"] for r in results] == [True] * 4
+    assert [r["ok"] for r in results] == [True] * 6
 
 
 def test_httproute_off_by_default_and_sends_to_the_service(kit: Any) -> None:

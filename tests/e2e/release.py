@@ -27,6 +27,7 @@ def app_deployment(deployments: list[Manifest], release: str) -> Manifest:
         for d in deployments
         if (d["metadata"].get("labels") or {}).get("app.kubernetes.io/instance") == release
         and (d["spec"]["template"]["metadata"].get("labels") or {}).get("app.kubernetes.io/component") == "server"
+        and (d["spec"]["template"]["metadata"].get("labels") or {}).get("track") != "canary"  # the second track
     ]
     if len(mine) != 1:
         names = [d["metadata"]["name"] for d in deployments]

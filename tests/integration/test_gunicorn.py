@@ -95,7 +95,7 @@ def test_metrics_sum_across_workers(server_factory, workers: int) -> None:
     # A worker may still be starting when the first answers; send rounds until two processes have served.
     n = 0
     deadline = time.monotonic() + 30
-    while n == 0 or (len(list(server.metrics_dir.glob("counter_*.db"))) < 2 and time.monotonic() < deadline):
+    while n == 0 or (len(list(server.metrics_dir.rglob("counter_[0-9]*.db"))) < 2 and time.monotonic() < deadline):
         with ThreadPoolExecutor(8) as pool:
             statuses = list(
                 pool.map(
@@ -111,12 +111,13 @@ def test_metrics_sum_across_workers(server_factory, workers: int) -> None:
         assert count == n, text
         assert sample(text, "reviewserve_predictions_total", label="positive") == n
         assert sample(text, "reviewserve_model_info", name="review-sentiment", version="1") == 1
-    files = {p.name.rsplit("_", 1)[-1] for p in server.metrics_dir.glob("counter_*.db")}
+    files = {p.name.rsplit("_", 1)[-1] for p in server.metrics_dir.rglob("counter_[0-9]*.db")}
     assert len(files) >= 2, f"requests were served by one process only: {files}"
 
 
-def test_metrics_dir_is_cleared_at_start(server_factory, tmp_path: Path) -> None:
-    """A restart on the same metrics folder starts from nothing: no sample, not a carried-over count."""
+def test_a_new_server_on_a_used_folder_starts_from_nothing(server_factory, tmp_path: Path) -> None:
+    """A restart on the same metrics folder counts from zero: the stopped server removed its folder, the
+    folder of a server killed with SIGKILL (master and workers, as a container restart does) is swept."""
     metrics_dir = tmp_path / "reused-metrics"
     first: Server = server_factory(workers=1, PROMETHEUS_MULTIPROC_DIR=str(metrics_dir))
     for _ in range(3):
@@ -124,9 +125,20 @@ def test_metrics_dir_is_cleared_at_start(server_factory, tmp_path: Path) -> None
     text = requests.get(f"{first.url}/metrics", timeout=5).text
     assert sample(text, "flask_http_request_duration_seconds_count", path="/predict") == 3
     assert first.stop() == 0
-    assert any(metrics_dir.glob("counter_*.db")), "the first server left no metric files to clear"
+    assert not list(metrics_dir.glob("server-*")), "a stopped server left its metrics folder"
+
+    killed: Server = server_factory(workers=1, PROMETHEUS_MULTIPROC_DIR=str(metrics_dir))
+    for _ in range(2):
+        assert requests.post(f"{killed.url}/predict", json=SEED_REVIEW, timeout=5).status_code == 200
+    [stale] = metrics_dir.glob("server-*")
+    assert any(stale.glob("counter_*.db"))
+    for pid in [*killed.worker_pids(), killed.process.pid]:
+        os.kill(pid, signal.SIGKILL)
+    killed.process.wait(timeout=10)
+    assert stale.is_dir(), "nothing runs at SIGKILL: the folder stays until the next start"
 
     second: Server = server_factory(workers=1, PROMETHEUS_MULTIPROC_DIR=str(metrics_dir))
+    assert not stale.exists(), "the folder of the killed server was not removed"
     text = requests.get(f"{second.url}/metrics", timeout=5).text
     assert sample(text, "flask_http_request_duration_seconds_count", path="/predict") is None, text
     assert sample(text, "reviewserve_predictions_total") is None, text

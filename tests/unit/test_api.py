@@ -260,12 +260,13 @@ def test_metrics_count_requests_and_predictions(model_dir: Path) -> None:
     client.post("/predict", json={"reviews": ["I love it", "I hate it", "great"]})
     client.post("/predict", json=SEED)
     text = client.get("/metrics").get_data(as_text=True)
-    assert 'flask_http_request_duration_seconds_count{method="POST",path="/predict",status="200"} 2.0' in text
-    assert 'reviewserve_predictions_total{label="positive"} 3.0' in text
-    assert 'reviewserve_predictions_total{label="negative"} 1.0' in text
+    labels = 'method="POST",path="/predict",status="200",track="stable"'
+    assert f"flask_http_request_duration_seconds_count{{{labels}}} 2.0" in text
+    assert 'reviewserve_predictions_total{label="positive",track="stable"} 3.0' in text
+    assert 'reviewserve_predictions_total{label="negative",track="stable"} 1.0' in text
     assert "reviewserve_positive_probability_count 4.0" in text
     assert "reviewserve_request_reviews_count 2.0" in text
-    assert 'reviewserve_model_info{name="review-sentiment",version="1"} 1.0' in text
+    assert 'reviewserve_model_info{name="review-sentiment",track="stable",version="1"} 1.0' in text
     assert "reviewserve_model_load_seconds" in text
 
 

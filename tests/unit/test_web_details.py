@@ -131,10 +131,10 @@ def test_unexpected_error_is_logged_and_answered_without_details(
 # --- metrics ---------------------------------------------------------------------------------------
 
 CATALOGUE = {
-    "reviewserve_predictions": ("counter", "Reviews scored, by predicted label."),
+    "reviewserve_predictions": ("counter", "Reviews scored, by predicted label and deployment track."),
     "reviewserve_positive_probability": ("histogram", "Positive-class probability of scored reviews (a drift signal)."),
     "reviewserve_request_reviews": ("histogram", "Reviews per prediction request."),
-    "reviewserve_model_info": ("gauge", "The served model (always 1), labelled by name and version."),
+    "reviewserve_model_info": ("gauge", "The served model (always 1), labelled by name, version and deployment track."),
     "reviewserve_model_load_seconds": ("gauge", "Seconds it took to verify and load the model."),
 }
 
@@ -167,7 +167,7 @@ def test_multiprocess_metrics_read_the_workers_files(
     from prometheus_client.mmap_dict import MmapedDict, mmap_key
 
     worker_file = MmapedDict(str(tmp_path / "counter_4242.db"))  # what a worker with pid 4242 wrote
-    labels = (("label",), ("positive",))
+    labels = (("label", "track"), ("positive", "stable"))
     key = mmap_key("reviewserve_predictions", "reviewserve_predictions_total", *labels, "Reviews scored.")
     worker_file.write_value(key, 7.0, 0.0)
     worker_file.close()

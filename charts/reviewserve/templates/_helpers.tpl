@@ -196,6 +196,15 @@ and checks other cross-field rules the JSON schema cannot express.
 {{- if and (not (kindIs "invalid" .Values.service.nodePort)) (not (has .Values.service.type (list "NodePort" "LoadBalancer"))) }}
 {{- fail (printf "service.nodePort (%v) needs service.type NodePort or LoadBalancer (it is %s)" .Values.service.nodePort .Values.service.type) }}
 {{- end }}
+{{- if and .Values.canary.enabled .Values.shadow.enabled }}
+{{- fail "canary.enabled and shadow.enabled are exclusive: a canary answers part of the traffic, a shadow answers none (its answers are discarded)" }}
+{{- end }}
+{{- if and (include "reviewserve.secondTrack" .) (not .Values.httpRoute.enabled) }}
+{{- fail "canary.enabled / shadow.enabled need httpRoute.enabled: the traffic split and the mirror live on the HTTPRoute" }}
+{{- end }}
+{{- if and (include "reviewserve.secondTrack" .) (not .Values.canary.model.uri) }}
+{{- fail "canary.enabled / shadow.enabled need canary.model.uri: the second track's model" }}
+{{- end }}
 {{- if and .Values.service.externalTrafficPolicy (not (has .Values.service.type (list "NodePort" "LoadBalancer"))) }}
 {{- fail (printf "service.externalTrafficPolicy (%s) needs service.type NodePort or LoadBalancer (it is %s)" .Values.service.externalTrafficPolicy .Values.service.type) }}
 {{- end }}
@@ -209,6 +218,15 @@ PORT: {{ .Values.config.port | int64 | toString | quote }}
 WORKERS: {{ include "reviewserve.workers" . | quote }}
 THREADS: {{ .Values.config.threads | int64 | toString | quote }}
 MODEL_PATH: {{ .Values.config.modelPath | quote }}
+MODEL_URI: {{ .Values.model.uri | quote }}
+MODEL_SHA256: {{ .Values.model.sha256 | quote }}
+MODEL_CACHE_DIR: "/var/cache/reviewserve/models"
+MODEL_FETCH_TIMEOUT: {{ .Values.model.fetchTimeoutSeconds | int64 | toString | quote }}
+MODEL_RETRY_MAX_SECONDS: {{ .Values.model.retryMaxSeconds | int64 | toString | quote }}
+{{- with .Values.model.s3EndpointUrl }}
+AWS_ENDPOINT_URL: {{ . | quote }}
+{{- end }}
+TRACK: "stable"
 MAX_BODY_BYTES: {{ .Values.config.maxBodyBytes | int64 | toString | quote }}
 MAX_REVIEWS: {{ .Values.config.maxReviews | int64 | toString | quote }}
 MAX_REVIEW_CHARS: {{ .Values.config.maxReviewChars | int64 | toString | quote }}
@@ -223,6 +241,20 @@ HEALTH_PORT: {{ .Values.config.healthPort | int64 | toString | quote }}
 MAX_QUEUE_MS: {{ .Values.config.maxQueueMs | toString | quote }}
 RETRY_AFTER_SECONDS: {{ .Values.config.retryAfterSeconds | int64 | toString | quote }}
 PROMETHEUS_MULTIPROC_DIR: "/var/run/reviewserve/metrics"
+{{- end }}
+
+{{/*
+Whether the second track of web pods (canary or shadow) is rendered.
+*/}}
+{{- define "reviewserve.secondTrack" -}}
+{{- if or .Values.canary.enabled .Values.shadow.enabled }}true{{ end }}
+{{- end }}
+
+{{/*
+Name of the second track's Deployment and Service.
+*/}}
+{{- define "reviewserve.canaryName" -}}
+{{- printf "%s-canary" (include "reviewserve.fullname" . | trunc 56 | trimSuffix "-") }}
 {{- end }}
 
 {{/*
@@ -243,7 +275,7 @@ PromQL regex of the prediction routes, as the `path` label (Flask route template
 PromQL label matcher selecting this release's scrape targets.
 */}}
 {{- define "reviewserve.promSelector" -}}
-namespace="{{ .Release.Namespace }}",service="{{ include "reviewserve.fullname" . }}"
+namespace="{{ .Release.Namespace }}",service=~"{{ include "reviewserve.fullname" . }}|{{ include "reviewserve.canaryName" . }}"
 {{- end }}
 
 {{/*

@@ -16,11 +16,16 @@ scored_at -- the same as the predictions table.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import logging
+import os
 import posixpath
+import socket
+import time
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -35,6 +40,9 @@ from reviewserve.batch.results import STATUS_OK, RowResult, Unreadable
 log = logging.getLogger("reviewserve.batch")
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
 DONE_DIR = "_done"
+CLAIMS_DIR = "_claims"
+CLAIM_LEASE = 300.0  # seconds a claim of a job that stopped renewing it keeps other jobs off its input
+MAX_READS = 3  # an input that keeps changing while it is scored is left pending after this many reads
 ROW_COLUMN = "row"
 _GLOB_CHARS = "*?["
 
@@ -74,6 +82,11 @@ class FilesPlan:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def _version(info: dict[str, Any]) -> tuple[Any, str]:
+    """(size, fingerprint): what must be unchanged for a finished input to count as done."""
+    return info.get("size"), _fingerprint(info)
+
+
 def _fingerprint(info: dict[str, Any]) -> str:
     """What identifies a version of a file: its ETag in object storage, else its mtime."""
     for key in ("ETag", "etag", "mtime", "LastModified", "last_modified", "created"):
@@ -82,12 +95,103 @@ def _fingerprint(info: dict[str, Any]) -> str:
     return ""
 
 
+class ClaimLost(FilesError):
+    """Another job took over this job's claim on an input (this job had stopped renewing it)."""
+
+
+class Claim:
+    """A lease on one input, as a small JSON file created exclusively beside the outputs.
+
+    Works on a local folder (``O_EXCL``) and on S3 (a conditional PUT, ``If-None-Match: *``). The
+    holder renews it while it scores (at most every third of the lease). A claim is stale when its
+    lease has run out, or, on the same host, when its process is gone (a ``kill -9`` frees the input
+    at once locally); a stale claim is removed and claimed afresh.
+    """
+
+    def __init__(self, fs: Any, path: str, job: str, lease: float) -> None:
+        self.fs, self.path, self.job, self.lease = fs, path, job, lease
+        self.holder: dict[str, Any] | None = None
+        self._renewed = 0.0
+
+    def _record(self) -> bytes:
+        expires = time.time() + self.lease
+        record = {"job": self.job, "host": socket.gethostname(), "pid": os.getpid(), "expires": expires}
+        return json.dumps(record).encode("utf-8")
+
+    def _create(self) -> bool:
+        """Create the claim file only if it does not exist; False if it does."""
+        self.fs.makedirs(posixpath.dirname(self.path), exist_ok=True)
+        try:
+            if type(self.fs).__name__ == "LocalFileSystem":
+                with open(self.path, "xb") as handle:
+                    handle.write(self._record())
+            else:
+                self.fs.pipe_file(self.path, self._record(), mode="create")
+        except FileExistsError:
+            return False
+        except OSError as exc:  # S3's 412 Precondition Failed
+            if "412" in str(exc) or "PreconditionFailed" in str(exc):
+                return False
+            raise
+        self._renewed = time.monotonic()
+        return True
+
+    def _read(self) -> dict[str, Any] | None:
+        try:
+            return json.loads(self.fs.cat_file(self.path))
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def _stale(self, holder: dict[str, Any] | None) -> bool:
+        if holder is None:
+            return True
+        if float(holder.get("expires", 0)) < time.time():
+            return True
+        if holder.get("host") == socket.gethostname() and isinstance(holder.get("pid"), int):
+            try:
+                os.kill(holder["pid"], 0)
+            except ProcessLookupError:
+                return True
+            except PermissionError:
+                return False
+        return False
+
+    def acquire(self) -> bool:
+        """Claim the input; False if another live job holds it."""
+        for _ in range(3):
+            if self._create():
+                return True
+            self.holder = self._read()
+            if not self._stale(self.holder):
+                return False
+            with contextlib.suppress(FileNotFoundError):
+                self.fs.rm(self.path)
+        return False
+
+    def renew(self) -> None:
+        """Extend the lease (at most every third of it); raise :class:`ClaimLost` if it is not ours any more."""
+        if time.monotonic() - self._renewed < self.lease / 3:
+            return
+        holder = self._read()
+        if holder is None or holder.get("job") != self.job:
+            raise ClaimLost(f"{self.path}: claim taken over by job {holder and holder.get('job')}")
+        self.fs.pipe_file(self.path, self._record())
+        self._renewed = time.monotonic()
+
+    def release(self) -> None:
+        """Remove the claim if it is still ours."""
+        holder = self._read()
+        if holder is not None and holder.get("job") == self.job:
+            with contextlib.suppress(FileNotFoundError):
+                self.fs.rm(self.path)
+
+
 class _Output:
     """The output of one input file, open under its temporary name."""
 
     def __init__(self, fs: Any, tmp: str, fmt: str, id_name: str) -> None:
         self.fs, self.tmp, self.fmt, self.id_name = fs, tmp, fmt, id_name
-        self.handle = fs.open(tmp, "wb")
+        self.handle = fs.open(tmp, "xb") if type(fs).__name__ == "LocalFileSystem" else fs.open(tmp, "wb")
         self.writer: Any = None
         self.rows = self.failed = 0
 
@@ -140,6 +244,7 @@ class _Output:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+            self.writer = None
         self.handle.close()
 
 
@@ -155,6 +260,7 @@ class FileStore:
         text_column: str = "text",
         model_name: str,
         model_version: str,
+        claim_lease: float = CLAIM_LEASE,
     ) -> None:
         self.fs, pattern = url_to_fs(source)
         self.protocol = get_protocol(source)
@@ -168,10 +274,14 @@ class FileStore:
         base = _glob_base(pattern) if has_glob else posixpath.dirname(pattern)
         if output is None:
             self.out_fs, out_root = self.fs, posixpath.join(base, "predictions")
+            self.base: str | None = base  # outputs named by their path under the glob's folder
         else:
             self.out_fs, out_root = url_to_fs(output)
+            self.base = None  # a shared --output: outputs named by the input's whole path (unique per input)
+        out_root = posixpath.normpath(out_root)  # data/./out is data/out: never read back as an input
         self.out_dir = posixpath.join(out_root, _safe(model_name), _safe(model_version))
-        self.base = base
+        self.job = uuid.uuid4().hex[:12]  # names this job's temporary files and claims
+        self.claim_lease = claim_lease
         self.inputs = [p for p in found if _format(p) and not _under(p, out_root)]
         unknown = [p for p in found if not _format(p)]
         if not self.inputs:
@@ -181,8 +291,14 @@ class FileStore:
             raise FilesError(f"no CSV/JSONL/Parquet input matches {source!r}{hint}")
         self._output: _Output | None = None
         self._plan: FilesPlan | None = None
+        self._skipped = 0
+        self.finished: list[str] = []  # inputs this run finished
+        self.busy: list[str] = []  # inputs another live job held a claim on
+        self.changed = 0  # inputs that changed while being scored (each then scored again)
 
     def _relative(self, path: str) -> str:
+        if self.base is None:
+            return posixpath.normpath(path).lstrip("/")
         return posixpath.relpath(path, self.base) if self.base else path.lstrip("/")
 
     def output_path(self, path: str) -> str:
@@ -205,8 +321,8 @@ class FileStore:
         except (OSError, ValueError):
             return None
         info = self.fs.info(path)
-        if record.get("size") != info.get("size") or record.get("fingerprint") != _fingerprint(info):
-            return None  # the input changed since it was scored: score it again
+        if record.get("input") != self._url(path) or (record.get("size"), record.get("fingerprint")) != _version(info):
+            return None  # another input's record, or the input changed since it was scored: score it
         return record
 
     def plan(self) -> FilesPlan:
@@ -221,39 +337,95 @@ class FileStore:
                 rows += int(record.get("rows", 0))
         extra = {"files": len(self.inputs), "files_done": len(done), "files_pending": len(pending)}
         self._plan = FilesPlan(pending, done, rows, extra=extra)
+        self._skipped = len(done)
         return self._plan
 
+    def finish(self) -> dict[str, Any]:
+        """The files' counts at the end of the run: done (before or by this run), pending, busy, changed."""
+        finished = self._skipped + len(self.finished)
+        return {"files": len(self.inputs), "files_skipped": self._skipped, "files_done": finished,
+                "files_pending": len(self.inputs) - finished, "files_busy": len(self.busy),
+                "files_changed": self.changed}  # fmt: skip
+
     def chunks(self, size: int) -> Iterator[tuple[list[Any], list[Any]]]:
-        """Yield (ids, texts) of every pending input in turn; finish each file before the next."""
+        """Yield (ids, texts) of every pending input in turn; finish each file before the next.
+
+        Each input is first claimed (:class:`Claim`): an input another live job is scoring is left to it
+        (``files_busy``). Its size and ETag/mtime are read before it is opened; if they differ once it
+        is read, the output is dropped and the file scored again (at most ``MAX_READS`` times).
+        """
         plan = self._plan or self.plan()
         for path in plan.pending_files:
-            fmt = _format(path)
-            assert fmt is not None
-            reader = _READERS[fmt](self.fs, path, self.id_column, self.text_column, size)
-            id_name = next(reader)
-            final = self.output_path(path)
-            tmp = posixpath.join(posixpath.dirname(final), f".{posixpath.basename(final)}.inprogress")
-            self.out_fs.makedirs(posixpath.dirname(final), exist_ok=True)
-            self._output = _Output(self.out_fs, tmp, fmt, id_name)
+            claim = Claim(self.out_fs, self.claim_path(path), self.job, self.claim_lease)
+            if not claim.acquire():
+                self.busy.append(path)
+                log.warning("file claimed by another job, left to it",
+                            extra={"input": self._url(path), "claim": claim.holder})  # fmt: skip
+                continue
             try:
-                yield from reader
-                output = self._output
-                output.close()
-                self.out_fs.mv(tmp, final)
-                self._write_marker(path, final, output)
-                log.info(
-                    "file finished",
-                    extra={
-                        "input": self._url(path),
-                        "output": self.out_fs.unstrip_protocol(final),
-                        "rows": output.rows,
-                    },
-                )
+                if self._marker(path) is not None:  # finished by another job since the plan
+                    continue
+                for attempt in range(1, MAX_READS + 1):
+                    before = self.fs.info(path)
+                    yield from self._score_file(path, size, claim)
+                    after = self.fs.info(path)
+                    if _version(after) == _version(before):
+                        self._publish(path, before)
+                        break
+                    self.changed += 1
+                    self._discard()
+                    log.warning("input changed while it was scored, scoring it again",
+                                extra={"input": self._url(path), "attempt": attempt})  # fmt: skip
             finally:
-                self._output = None
+                self._discard()
+                claim.release()
 
-    def _write_marker(self, path: str, final: str, output: _Output) -> None:
-        info = self.fs.info(path)
+    def claim_path(self, path: str) -> str:
+        """The claim (lease) file of input ``path``."""
+        return posixpath.join(self.out_dir, CLAIMS_DIR, self._relative(path) + ".claim")
+
+    def _score_file(self, path: str, size: int, claim: Claim) -> Iterator[tuple[list[Any], list[Any]]]:
+        fmt = _format(path)
+        assert fmt is not None
+        reader = _READERS[fmt](self.fs, path, self.id_column, self.text_column, size)
+        id_name = next(reader)
+        final = self.output_path(path)
+        # This job's own temporary name, created exclusively: two jobs never write one file.
+        tmp = posixpath.join(posixpath.dirname(final), f".{posixpath.basename(final)}.{self.job}.inprogress")
+        self.out_fs.makedirs(posixpath.dirname(final), exist_ok=True)
+        # Holding the claim, any other job's temporary output of this input is a leftover (kill -9): remove it.
+        pattern = posixpath.join(posixpath.dirname(final), f".{posixpath.basename(final)}.*.inprogress")
+        for leftover in self.out_fs.glob(pattern):
+            with contextlib.suppress(FileNotFoundError):
+                self.out_fs.rm(leftover)
+        self._output = _Output(self.out_fs, tmp, fmt, id_name)
+        for chunk in reader:
+            claim.renew()  # raises ClaimLost if another job took the input over
+            yield chunk
+
+    def _publish(self, path: str, info: dict[str, Any]) -> None:
+        output = self._output
+        assert output is not None
+        output.close()
+        final = self.output_path(path)
+        self.out_fs.mv(output.tmp, final)
+        self._output = None
+        self._write_marker(path, final, output, info)
+        self.finished.append(path)
+        url = self.out_fs.unstrip_protocol(final)
+        log.info("file finished", extra={"input": self._url(path), "output": url, "rows": output.rows})
+
+    def _discard(self) -> None:
+        """Drop the current temporary output (a stopped run or a changed input leaves none behind)."""
+        output, self._output = self._output, None
+        if output is None:
+            return
+        with contextlib.suppress(Exception):
+            output.close()
+        with contextlib.suppress(Exception):
+            self.out_fs.rm(output.tmp)
+
+    def _write_marker(self, path: str, final: str, output: _Output, info: dict[str, Any]) -> None:
         record = {
             "input": self._url(path),
             "output": self.out_fs.unstrip_protocol(final),
@@ -267,7 +439,7 @@ class FileStore:
         }
         marker = self.marker_path(path)
         self.out_fs.makedirs(posixpath.dirname(marker), exist_ok=True)
-        tmp = marker + ".inprogress"
+        tmp = f"{marker}.{self.job}.inprogress"
         self.out_fs.pipe_file(tmp, json.dumps(record, indent=1).encode("utf-8"))
         self.out_fs.mv(tmp, marker)
 
@@ -285,7 +457,7 @@ def _safe(name: str) -> str:
 
 
 def _under(path: str, folder: str) -> bool:
-    return path.startswith(folder.rstrip("/") + "/")
+    return posixpath.normpath(path).startswith(posixpath.normpath(folder).rstrip("/") + "/")
 
 
 # ---------------------------------------------------------------- readers ---

@@ -8,12 +8,13 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 from reviewserve.batch.progress import Progress
 from reviewserve.batch.results import STATUS_OK, RowResult, score_texts
+from reviewserve.batch.retry import Retry
 from reviewserve.model import Predictor
 
 log = logging.getLogger("reviewserve.batch")
@@ -77,9 +78,28 @@ def run_job(
     shard: str = "0/1",
     dry_run: bool = False,
     bar: bool | None = None,
+    retry_for: float = 0.0,
+    started: Callable[[Summary], None] | None = None,
 ) -> Summary:
-    """Score every row of ``store`` still missing a prediction; return the summary."""
-    plan = store.plan()
+    """Score every row of ``store`` still missing a prediction; return the summary.
+
+    ``started`` receives the summary as soon as it exists (it is updated as chunks commit), so a
+    caller can still report what was committed when the run stops. A transient error of the store
+    (``store.transient(exc)``: a lost connection, a restarting database, SQLite's ``database is
+    locked``) is retried for ``retry_for`` seconds: the chunk in flight was rolled back, and the
+    reads start again after the last committed row (a read is of rows still missing a prediction).
+    """
+    retry = Retry(retry_for)
+    transient: Callable[[BaseException], bool] = getattr(store, "transient", lambda _exc: False)
+    while True:
+        try:
+            plan = store.plan()
+            break
+        except Exception as exc:
+            if not transient(exc):
+                raise
+            retry.wait(exc)
+    retry.ok()
     summary = Summary(
         model=predictor.name,
         version=predictor.version,
@@ -89,24 +109,48 @@ def run_job(
         dry_run=dry_run,
         extra=getattr(plan, "extra", {}),
     )
+    if started is not None:
+        started(summary)
     if dry_run:
         summary.would_score = plan.pending
         return summary
     progress = Progress(plan.pending, bar=bar)
-    chunks = store.chunks(chunk_size)
-    if getattr(store, "prefetch", False):
-        chunks = prefetched(chunks)
-    try:
-        for ids, texts in chunks:
-            results = score_texts(predictor, texts)
-            store.write(ids, results)
-            ok = sum(1 for r in results if r.status == STATUS_OK)
-            progress.chunk(ok, len(results) - ok, last_id=_jsonable(ids[-1]))
-    finally:
-        progress.close()
+
+    def counted() -> None:
         summary.read, summary.scored, summary.failed = progress.read, progress.scored, progress.failed
         summary.seconds = round(progress.seconds, 3)
         summary.rows_per_s = round(progress.read / progress.seconds, 1) if progress.seconds > 0 else 0.0
+        if retry.attempts_total:
+            summary.extra["retries"] = retry.attempts_total
+
+    try:
+        while True:
+            chunks = store.chunks(chunk_size)
+            if getattr(store, "prefetch", False):
+                chunks = prefetched(chunks)
+            try:
+                for ids, texts in chunks:
+                    results = score_texts(predictor, texts)
+                    store.write(ids, results)
+                    retry.ok()
+                    ok = sum(1 for r in results if r.status == STATUS_OK)
+                    progress.chunk(ok, len(results) - ok, last_id=_jsonable(ids[-1]))
+                    counted()
+                break
+            except Exception as exc:
+                if not transient(exc):
+                    raise
+                retry.wait(exc)  # raises Unavailable once the outage outlasts --retry-for
+            finally:
+                close = getattr(chunks, "close", None)
+                if close is not None:
+                    close()
+    finally:
+        progress.close()
+        counted()
+        finish = getattr(store, "finish", None)
+        if finish is not None:
+            summary.extra.update(finish())
     return summary
 
 

@@ -10,7 +10,7 @@ import csv
 from collections.abc import Iterator
 from pathlib import Path
 
-from sqlalchemy import Column, Integer, MetaData, String, Table, Text, inspect
+from sqlalchemy import Column, Integer, MetaData, String, Table, Text, func, inspect, select
 
 from reviewserve.batch.sql import SourceError, make_engine
 
@@ -50,9 +50,16 @@ def load_reviews(
     id_column: str = "id",
     text_column: str = "text",
     replace: bool = False,
+    append: bool = False,
     batch: int = 5000,
 ) -> int:
-    """Insert the reviews of ``files`` into ``table`` (created if missing: id, text, label, source)."""
+    """Insert the reviews of ``files`` into ``table`` (created if missing: id, text, label, source).
+
+    A table that already holds rows is refused unless ``replace`` (drop it first) or ``append`` (add
+    these rows, knowingly): loading the same files twice must not double the reviews.
+    """
+    if replace and append:
+        raise SourceError("--replace and --append exclude each other")
     engine = make_engine(target)
     metadata = MetaData()
     try:
@@ -62,6 +69,13 @@ def load_reviews(
             reviews = Table(table, metadata, autoload_with=engine)
             if text_column not in reviews.columns:
                 raise SourceError(f"table {table!r} has no column {text_column!r}")
+            with engine.connect() as conn:
+                held = conn.execute(select(func.count()).select_from(reviews)).scalar_one()
+            if held and not append:
+                raise SourceError(
+                    f"table {table!r} already holds {held} reviews; loading again would add them twice: "
+                    "--replace to load it afresh, --append to add these rows to it"
+                )
         else:
             reviews = Table(
                 table,

@@ -39,6 +39,7 @@ def push_run(
     gauge("reviewserve_batch_rows_scored", "Rows scored (status ok) by the last run.", summary.get("scored", 0))
     gauge("reviewserve_batch_rows_failed", "Rows written with status error by the last run.", summary.get("failed", 0))
     gauge("reviewserve_batch_rows_skipped", "Rows already scored before the last run.", summary.get("skipped", 0))
+    gauge("reviewserve_batch_null_ids", "Rows with a NULL id, skipped (SQL).", summary.get("null_ids", 0))
     gauge("reviewserve_batch_duration_seconds", "Duration of the last run.", duration)
     gauge("reviewserve_batch_exit_code", "Exit code of the last run (0 ok, 1 failed, 3 some rows failed).", exit_code)
     gauge("reviewserve_batch_last_run_timestamp_seconds", "When the last run ended.", time.time())

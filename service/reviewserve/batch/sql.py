@@ -19,9 +19,12 @@ so names given on the command line are quoted by the dialect, never pasted into 
 from __future__ import annotations
 
 import contextlib
+import logging
+import sqlite3
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
@@ -45,9 +48,10 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchTableError
+from sqlalchemy.exc import ArgumentError, DBAPIError, InterfaceError, NoSuchTableError, OperationalError
 
 from reviewserve.batch.results import STATUS_OK, RowResult
+from reviewserve.batch.retry import first_line
 from reviewserve.batch.shard import Shard, register_sqlite_functions, shard_filter
 
 PREDICTION_COLUMNS = (
@@ -64,6 +68,9 @@ PREDICTION_COLUMNS = (
 KEY_COLUMNS = ("review_id", "model_name", "model_version")
 SUPPORTED_DIALECTS = ("postgresql", "sqlite")
 STAGE_TABLE = "reviewserve_predictions_stage"  # PostgreSQL: a temporary table, private to its session
+log = logging.getLogger("reviewserve.batch")
+SOURCES_TABLE = "reviewserve_batch_sources"  # which source table each predictions table holds results of
+SQLITE_BUSY_TIMEOUT = 5.0  # seconds a statement waits for SQLite's write lock before `database is locked`
 
 
 class SourceError(RuntimeError):
@@ -98,14 +105,42 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for PostgreSQL (psycopg 3) or SQLite (WAL, 60 s busy timeout, the shard hash function)."""
+def is_transient(exc: BaseException) -> bool:
+    """True for an error that a retry can cure: a lost or refused connection, a database shutting down or
+    starting up (psycopg ``OperationalError``/``InterfaceError``, or a connection SQLAlchemy invalidated),
+    SQLite's ``database is locked``/``busy``. False for errors in the data or the SQL (a retry repeats them).
+    """
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    cause = getattr(exc, "orig", exc)
+    if isinstance(cause, sqlite3.Error):  # also "no such table", "disk I/O error": not transient
+        message = str(cause).lower()
+        return isinstance(cause, sqlite3.OperationalError) and ("locked" in message or "busy" in message)
+    if type(cause).__module__.startswith("psycopg"):
+        import psycopg
+
+        return isinstance(cause, psycopg.OperationalError | psycopg.InterfaceError)
+    return isinstance(exc, OperationalError | InterfaceError)
+
+
+def make_engine(url: str, *, must_exist: bool = False, busy_timeout: float = 60.0) -> Engine:
+    """An engine for PostgreSQL (psycopg 3) or SQLite (WAL, ``busy_timeout`` seconds, the shard hash function).
+
+    ``must_exist``: refuse a SQLite file that does not exist (connecting would create an empty one).
+    SQLite's busy timeout is per statement; the batch job uses 5 s and ``--retry-for`` retries past it.
+    """
     parsed = database_url(url)
     dialect = parsed.get_backend_name()
     if dialect not in SUPPORTED_DIALECTS:
         raise SourceError(f"database {dialect!r} is not supported; use PostgreSQL or SQLite")
     if dialect == "sqlite":
-        engine = create_engine(parsed, connect_args={"timeout": 60})
+        path = parsed.database or ""
+        in_memory = path in ("", ":memory:") or path.startswith("file:") or parsed.query.get("mode") == "memory"
+        if must_exist and not in_memory and not Path(path).is_file():
+            raise SourceError(
+                f"no SQLite database at {str(Path(path).resolve())!r} (sqlite:///relative/path, sqlite:////absolute/path)"
+            )
+        engine = create_engine(parsed, connect_args={"timeout": busy_timeout})
         event.listen(engine, "connect", _sqlite_connect)
         return engine
     engine = create_engine(parsed, pool_pre_ping=True)
@@ -139,12 +174,42 @@ def predictions_table(metadata: MetaData, name: str, id_type: Any) -> Table:
     )
 
 
+def sources_table(metadata: MetaData) -> Table:
+    """Which source table the results in each predictions table belong to (its key has no source)."""
+    return Table(
+        SOURCES_TABLE,
+        metadata,
+        Column("predictions_table", String(200), primary_key=True),
+        Column("source_table", String(200), nullable=False),
+        Column("registered_at", DateTime(timezone=True), nullable=False),
+    )
+
+
+def unique_key_columns(engine: Engine, table: str, schema: str | None = None) -> list[list[str]]:
+    """The column lists of the table's primary key, unique constraints and unique indexes (reflected)."""
+    inspector = inspect(engine)
+    keys = [inspector.get_pk_constraint(table, schema=schema).get("constrained_columns") or []]
+    keys += [c["column_names"] for c in inspector.get_unique_constraints(table, schema=schema)]
+    keys += [i["column_names"] for i in inspector.get_indexes(table, schema=schema) if i.get("unique")]
+    return [list(k) for k in keys if k]
+
+
 @dataclass(frozen=True)
 class Plan:
-    """Rows of this shard in the source, and how many of them still need a prediction."""
+    """Rows of this shard in the source, and how many of them still need a prediction.
+
+    Rows whose id is NULL cannot be keyed: they are counted (``null_ids``), never read nor scored,
+    and not in ``total``.
+    """
 
     total: int
     pending: int
+    null_ids: int = 0
+
+    @property
+    def extra(self) -> dict[str, Any]:
+        """Summary fields of a SQL run beyond the common ones."""
+        return {"null_ids": self.null_ids}
 
     @property
     def done(self) -> int:
@@ -170,7 +235,7 @@ class SqlStore:
         shard: Shard | None = None,
         retry_errors: bool = False,
     ) -> None:
-        self.engine = make_engine(url)
+        self.engine = make_engine(url, must_exist=True, busy_timeout=SQLITE_BUSY_TIMEOUT)
         self.dialect = self.engine.dialect.name
         self.model_name, self.model_version = model_name, model_version
         self.metadata = MetaData()
@@ -179,19 +244,31 @@ class SqlStore:
         except NoSuchTableError:
             raise SourceError(f"table {table!r} does not exist in {self.engine.url.render_as_string()}") from None
         except Exception as exc:  # unreachable server, bad credentials, ...
-            raise SourceError(f"cannot read table {table!r}: {exc}") from exc
+            if is_transient(exc):
+                self.engine.dispose()
+                raise  # --retry-for retries it
+            raise SourceError(f"cannot read table {table!r}: {first_line(exc)}") from exc
         columns = list(self.source.columns.keys())
         for option, name in (("--id-column", id_column), ("--text-column", text_column)):
             if name not in self.source.columns:
                 raise SourceError(f"{option} {name!r} is not a column of table {table!r}; it has {columns}")
         self.id = self.source.columns[id_column]
         self.text = self.source.columns[text_column]
+        if [id_column] not in unique_key_columns(self.engine, table):
+            raise SourceError(
+                f"--id-column {id_column!r} is not a unique key of table {table!r} (no PRIMARY KEY, UNIQUE "
+                f"constraint or unique index on it alone): rows sharing an id would share one result. "
+                f"Add one (CREATE UNIQUE INDEX ... ON {table} ({id_column})) or name a unique column."
+            )
+        self.source_name = table
         # Its own MetaData: a --predictions-table named like the source must fail the check below, not clash here.
         self.predictions = predictions_table(MetaData(), predictions, self.id.type)
         self.predictions_exists = inspect(self.engine).has_table(predictions)
         if self.predictions_exists:
             self._check_predictions_columns(predictions)
+        self.shard = shard
         self.shard_condition = shard_filter(self.id, shard or Shard(), self.dialect)
+        self.id_not_null = self.id.is_not(None)
         self.retry_errors = retry_errors
         self._unanalyzed = 0  # rows written since the planner's statistics were last refreshed
         self._analyzed_at = 0
@@ -204,15 +281,47 @@ class SqlStore:
             raise SourceError(f"table {name!r} exists but is not a predictions table: it lacks {missing}")
 
     def create_predictions_table(self) -> None:
-        """Create the predictions table if it is missing (safe when several shards race to do it)."""
-        if self.predictions_exists:
-            return
-        with contextlib.suppress(Exception), self.engine.begin() as conn:
-            self.predictions.create(conn, checkfirst=True)
-        if not inspect(self.engine).has_table(self.predictions.name):
-            with self.engine.begin() as conn:  # not a lost race: report the real error
+        """Create the predictions table if it is missing (safe when several shards race to do it), and
+        record the source table it holds results of (refused when it holds another table's)."""
+        if not self.predictions_exists:
+            with contextlib.suppress(Exception), self.engine.begin() as conn:
                 self.predictions.create(conn, checkfirst=True)
-        self.predictions_exists = True
+            if not inspect(self.engine).has_table(self.predictions.name):
+                with self.engine.begin() as conn:  # not a lost race: report the real error
+                    self.predictions.create(conn, checkfirst=True)
+            self.predictions_exists = True
+        self.register_source()
+
+    def register_source(self, *, check_only: bool = False) -> None:
+        """Record that the predictions table holds results of this source table; refuse another one.
+
+        The predictions key is (review_id, model_name, model_version): results of two source tables in
+        one predictions table would be taken for each other's (row 1 of one "has" row 1 of the other's
+        result). ``check_only`` (dry run): compare with the record, write nothing.
+        """
+        sources = sources_table(MetaData())
+        if not inspect(self.engine).has_table(SOURCES_TABLE):
+            if check_only:
+                return
+            with contextlib.suppress(Exception), self.engine.begin() as conn:
+                sources.create(conn, checkfirst=True)
+        record = {"predictions_table": self.predictions.name, "source_table": self.source_name,
+                  "registered_at": datetime.now(UTC)}  # fmt: skip
+        with self.engine.begin() as conn:
+            if not check_only:
+                if self.dialect == "postgresql":
+                    from sqlalchemy.dialects.postgresql import insert
+                else:
+                    from sqlalchemy.dialects.sqlite import insert
+                conn.execute(insert(sources).values(record).on_conflict_do_nothing())
+            owner = conn.execute(
+                select(sources.c.source_table).where(sources.c.predictions_table == self.predictions.name)
+            ).scalar_one_or_none()
+        if owner is not None and owner != self.source_name:
+            raise SourceError(
+                f"predictions table {self.predictions.name!r} holds the results of table {owner!r}, not "
+                f"{self.source_name!r}; give this table its own: --predictions-table {self.source_name}_predictions"
+            )
 
     def _scored(self) -> Any:
         """Correlated condition: this source row already has a prediction for this model version."""
@@ -240,19 +349,28 @@ class SqlStore:
         """Count this shard's rows and those still missing a prediction (one query)."""
         self.analyze()
         with self.engine.connect() as conn:
-            total_query = select(func.count()).select_from(self.source)
+            total_query = select(func.count()).select_from(self.source).where(self.id_not_null)
             if self.shard_condition is not None:
                 total_query = total_query.where(self.shard_condition)
             total = conn.execute(total_query).scalar_one()
+            nulls = 0
+            if self.shard is None or self.shard.index == 0:  # NULL has no shard: shard 0 reports them
+                null_query = select(func.count()).select_from(self.source).where(self.id.is_(None))
+                nulls = conn.execute(null_query).scalar_one()
+            if nulls:
+                log.warning(
+                    "rows with a NULL id skipped",
+                    extra={"table": self.source_name, "id_column": self.id.name, "null_ids": nulls},
+                )
             if not self.predictions_exists:
-                return Plan(total, total)
+                return Plan(total, total, nulls)
             pending = conn.execute(total_query.where(~exists().where(self._scored()))).scalar_one()
         self._analyzed_at = total - pending
-        return Plan(total, pending)
+        return Plan(total, pending, nulls)
 
     def page_queries(self, size: int) -> tuple[Any, Any]:
         """The first keyset page's query, and the next pages' (bound parameter ``last``: the last id read)."""
-        query = select(self.id, self.text).order_by(self.id).limit(size)
+        query = select(self.id, self.text).where(self.id_not_null).order_by(self.id).limit(size)
         if self.shard_condition is not None:
             query = query.where(self.shard_condition)
         last = bindparam("last", type_=self.id.type)
@@ -372,6 +490,10 @@ class SqlStore:
             cursor.close()
         conn.execute(statements["merge"])
         return created
+
+    def transient(self, exc: BaseException) -> bool:
+        """An error ``--retry-for`` retries (:func:`is_transient`)."""
+        return is_transient(exc)
 
     def close(self) -> None:
         """Release the connection pool."""

@@ -136,11 +136,12 @@ def verify(card: Card, data: bytes, source: Path) -> None:
         )
 
 
-def load_verified(model_dir: Path) -> tuple[Any, Card]:
+def load_verified(model_dir: Path, expected_sha256: str = "") -> tuple[Any, Card]:
     """Read the card, verify the file, then deserialise it with skops' type allow-list.
 
     The file is read once: the bytes that were hashed are the bytes that are deserialised, so a file
-    swapped between the check and the load cannot slip through.
+    swapped between the check and the load cannot slip through. ``expected_sha256`` (MODEL_SHA256) pins
+    the content from outside: a card and file replaced together in a store are refused too.
     """
     model_dir = Path(model_dir)
     card = read_card(model_dir)
@@ -150,6 +151,11 @@ def load_verified(model_dir: Path) -> tuple[Any, Card]:
     except OSError as exc:
         raise ModelLoadError(f"model file {model_path} named by the card cannot be read: {exc}") from exc
     verify(card, data, model_path)
+    if expected_sha256 and card.model_sha256 != expected_sha256:
+        raise ModelLoadError(
+            f"model file {model_path} has sha256 {card.model_sha256} but MODEL_SHA256 pins {expected_sha256}: "
+            "refusing a model other than the pinned one"
+        )
     return deserialise(data, model_path), card
 
 

@@ -52,10 +52,10 @@ class Predictor:
         self.scorer: LinearTextScorer | None = build_scorer(estimator) if fast_path else None
 
     @classmethod
-    def load(cls, model_dir: Path, max_chars: int = 5000) -> Predictor:
+    def load(cls, model_dir: Path, max_chars: int = 5000, expected_sha256: str = "") -> Predictor:
         """Load and verify the artifact in ``model_dir`` (see :func:`load_verified`)."""
         started = time.perf_counter()
-        estimator, card = load_verified(model_dir)
+        estimator, card = load_verified(model_dir, expected_sha256)
         return cls(estimator, card, max_chars=max_chars, load_seconds=time.perf_counter() - started)
 
     @property

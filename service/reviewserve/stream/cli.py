@@ -17,6 +17,7 @@ from typing import Any
 
 import click
 
+from reviewserve.cliopts import MODEL_HELP
 from reviewserve.stream import DEFAULT_DEAD_LETTER, DEFAULT_REDIS_URL, DEFAULT_RESULTS, DEFAULT_STREAM
 
 log = logging.getLogger(__name__)
@@ -346,13 +347,7 @@ def produce(
     show_envvar=True,
     help="Port of /healthz, /readyz and /metrics; 0: an ephemeral port, logged at start (the chart sets 9697).",
 )
-@click.option(
-    "--model",
-    "model_dir",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    default=None,
-    help="Model folder [default: MODEL_PATH].",
-)
+@click.option("--model", "model_dir", default=None, metavar="URI", help=MODEL_HELP)
 def consume(
     redis_url: str,
     redis_url_file: Path | None,
@@ -373,7 +368,7 @@ def consume(
     results_maxlen: int,
     dead_letter_maxlen: int,
     health_port: int,
-    model_dir: Path | None,
+    model_dir: str | None,
 ) -> None:
     """Score the stream in consumer group GROUP as consumer NAME until SIGTERM (then exit 0).
 
@@ -387,7 +382,8 @@ def consume(
 
     from reviewserve.cliopts import load_settings as _settings
     from reviewserve.logs import configure_logging
-    from reviewserve.model import ModelLoadError, Predictor
+    from reviewserve.model import ModelLoadError
+    from reviewserve.model.store import open_predictor
     from reviewserve.stream.consumer import Consumer, ConsumerConfig
     from reviewserve.stream.health import HealthServer
     from reviewserve.stream.metrics import GroupCollector, LengthCollector, StreamMetrics
@@ -401,7 +397,7 @@ def consume(
     if sink == "sql" and not database_url:
         raise click.UsageError("--sink sql needs --database-url (or DATABASE_URL)")
     try:
-        predictor = Predictor.load(model_dir or settings.model_path, max_chars=settings.max_review_chars)
+        predictor = open_predictor(settings, model_dir)
     except ModelLoadError as exc:
         raise click.ClickException(str(exc)) from None
     try:

@@ -1,7 +1,7 @@
 """gunicorn configuration (``--config python:reviewserve.web.gunicorn_conf``), all from Settings.
 
-Import order matters: PROMETHEUS_MULTIPROC_DIR must be set (and emptied) before prometheus_client
-is imported, which happens when the app is preloaded after this module runs.
+Import order matters: PROMETHEUS_MULTIPROC_DIR must point at this server's own metrics folder before
+prometheus_client is imported, which happens when the app is preloaded after this module runs.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import gc
 import logging
 import os
-import shutil
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -18,24 +18,14 @@ from gunicorn.glogging import Logger
 
 from reviewserve.logs import logging_config
 from reviewserve.settings import get_settings
-from reviewserve.web import balance  # noqa: F401  (its shared table must exist before the fork)
+from reviewserve.web import balance, metricsdir  # noqa: F401  (balance: its shared table must exist before the fork)
 from reviewserve.writable import require_writable
 
 _settings = get_settings()
-_metrics_dir = Path(os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(_settings.prometheus_multiproc_dir)))
-
-
-def _clear_metrics_dir() -> None:
-    # Files from a previous run would be summed into this run's counters.
-    require_writable(_metrics_dir, "PROMETHEUS_MULTIPROC_DIR")  # a read-only mount: one line, not a traceback
-    for entry in _metrics_dir.iterdir():
-        if entry.is_dir():
-            shutil.rmtree(entry)
-        else:
-            entry.unlink()
-
-
-_clear_metrics_dir()
+_metrics_base = Path(_settings.prometheus_multiproc_dir)
+require_writable(_metrics_base, "PROMETHEUS_MULTIPROC_DIR")  # a read-only mount: one line, not a traceback
+# This server's own folder under PROMETHEUS_MULTIPROC_DIR; folders of stopped servers are removed.
+metricsdir.claim(_metrics_base)
 
 bind = f"{_settings.host}:{_settings.port}"
 workers = _settings.workers
@@ -100,13 +90,30 @@ def when_ready(server: Any) -> None:
         from reviewserve.web.probes import start_health_server
 
         start_health_server(server, server.app.wsgi().extensions["reviewserve"], _settings.host, _settings.health_port)
+    _replace_workers_once_model_loads(server)
+
+
+def _replace_workers_once_model_loads(server: Any) -> None:
+    """If the preloaded model was refused, the master retries it (web/modelretry.py); once it loads, stop the
+    workers gracefully: the arbiter forks their replacements from the master, which now holds the model."""
+    service = server.app.wsgi().extensions["reviewserve"]
+
+    def replace_workers() -> None:
+        server.log.info("model loaded in the master: replacing the workers")
+        for pid in list(server.WORKERS):
+            server.kill_worker(pid, signal.SIGTERM)
+
+    service.on_model_loaded.append(replace_workers)
 
 
 def child_exit(server: Any, worker: Any) -> None:
-    """A worker exited: mark its live gauges dead so they drop out of /metrics."""
-    from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMetrics
+    """A worker exited (recycled, killed, timed out): fold its metric files into the archive."""
+    metricsdir.fold(worker.pid)
 
-    GunicornInternalPrometheusMetrics.mark_process_dead_on_child_exit(worker.pid)
+
+def on_exit(server: Any) -> None:
+    """Master exit: remove this server's metrics folder."""
+    metricsdir.release()
 
 
 def worker_abort(worker: Any) -> None:

@@ -22,9 +22,9 @@ import time
 from typing import Any
 
 from prometheus_client import CollectorRegistry
-from prometheus_client.multiprocess import MultiProcessCollector
 
 from reviewserve.stream.health import HealthServer
+from reviewserve.web.metricsdir import FoldAwareCollector
 from reviewserve.web.state import ServiceState
 
 log = logging.getLogger(__name__)
@@ -83,7 +83,7 @@ def start_health_server(arbiter: Any, state: ServiceState, host: str, port: int)
         return state.not_ready_reason() or watch.not_alive_reason()
 
     registry = CollectorRegistry()
-    MultiProcessCollector(registry, path=os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    FoldAwareCollector(registry)  # what the main port's /metrics reads: live workers' files and the archive
     try:
         server = HealthServer(port, registry, alive=watch.not_alive_reason, ready=ready, host=host)
     except OSError as exc:

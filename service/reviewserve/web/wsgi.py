@@ -2,4 +2,4 @@
 
 from reviewserve.web.app import create_app
 
-app = create_app()
+app = create_app(retry=True)
