@@ -142,6 +142,9 @@ class Nginx:
             f"  client_max_body_size {s['proxy-body-size']};",  # nginx size syntax, passed as is
             "  upstream reviewserve {",
             *(f"    server {LOOPBACK}:{port} max_fails=0;" for port in self.upstream_ports),
+            # ingress-nginx keeps idle upstream connections (upstream-keepalive-connections 320, 60 s)
+            "    keepalive 320;",
+            "    keepalive_timeout 60s;",
             "  }",
         ]
         hosts: dict[str, list[Route]] = {}
@@ -165,6 +168,8 @@ class Nginx:
                         f"    location {location} {{",
                         "      proxy_pass http://reviewserve;",
                         "      proxy_set_header Host $host;",
+                        "      proxy_http_version 1.1;",
+                        '      proxy_set_header Connection "";',
                         "      proxy_set_header X-Forwarded-For $remote_addr;",
                         f"      proxy_next_upstream {s['proxy-next-upstream']};",
                         f"      proxy_next_upstream_tries {s['proxy-next-upstream-tries']};",
