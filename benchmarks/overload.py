@@ -67,6 +67,28 @@ class ReadyPoller(threading.Thread):
         return self.results
 
 
+def _check_ready(url: str, seconds: float = 10.0) -> None:
+    """Fail at once when the readiness endpoint does not answer 200 (e.g. its port was taken: see the server log)."""
+    parts = urlsplit(url)
+    deadline = time.monotonic() + seconds
+    last = ""
+    while time.monotonic() < deadline:
+        conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port or 80, timeout=2)
+        try:
+            conn.request("GET", parts.path)
+            response = conn.getresponse()
+            response.read()
+            if response.status == 200:
+                return
+            last = str(response.status)
+        except (OSError, http.client.HTTPException) as exc:
+            last = repr(exc)
+        finally:
+            conn.close()
+        time.sleep(0.2)
+    raise RuntimeError(f"readiness {url} does not answer 200 ({last}); see the servers log")
+
+
 def schedule(capacity: float, multipliers: list[float], seconds: float, recovery: float) -> str:
     """The open-loop schedule: 1.0x, then each multiplier above 1 followed by a recovery stretch at 1.0x."""
     phases = []
@@ -95,6 +117,8 @@ def measure(
     bodies = work / f"bodies-{target.name}.json"  # raw records stay in --work, next to the bodies
     bodies.write_text(json.dumps([body for _, body in requests]))
     with servers.started(target, log):
+        if target.ready_url:
+            _check_ready(target.ready_url)
         run_wrk(target.url, requests, opts["capacity_connections"], opts["warmup"])
         closed = run_wrk(target.url, requests, opts["capacity_connections"], opts["capacity_seconds"])
         capacity = closed.rps
