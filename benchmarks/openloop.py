@@ -165,6 +165,7 @@ class Generator:
         self.records = Records()
         self.t0 = 0.0
         self.next_request = 0
+        self.phase_cpu: list[float] = []  # the generator's own CPU seconds per phase (it shares the machine)
 
     def error(self, kind: str) -> None:
         """Count a socket error by kind."""
@@ -225,6 +226,7 @@ class Generator:
         for index, phase in enumerate(phases):
             total = int(phase.rate * phase.seconds)
             sent = 0
+            cpu_start = time.process_time()
             while sent < total:
                 now = time.perf_counter()
                 due_count = min(total, int((now - start) * phase.rate) + 1)
@@ -236,6 +238,7 @@ class Generator:
                     last_reap = now
                 await asyncio.sleep(tick)
             start += phase.seconds
+            self.phase_cpu.append(time.process_time() - cpu_start)
         # the requests still in flight: answered, or timed out
         deadline = time.perf_counter() + self.timeout + 1
         while time.perf_counter() < deadline and any(c.current is not None for c in self.busy):
@@ -287,6 +290,7 @@ async def _main(
         "phases": [{"label": p.label, "rate": p.rate, "seconds": p.seconds} for p in phases],
         "wall_s": wall,
         "peak_connections": gen.peak_connections,
+        "phase_cpu_s": [round(x, 3) for x in gen.phase_cpu],
         "errors": r.errors,
         "records": {
             "phase": r.phase,

@@ -58,6 +58,8 @@ def _phase_rows(run: dict) -> list[dict]:
             "other_5xx": sum(1 for i in idx if rec["status"][i] >= 500 and not rec["shed"][i]),
             "other_status": sum(1 for s in status if 0 < s < 500 and s != 200),
             "generator_lag_p99_ms": _p([rec["lag"][i] for i in idx if rec["status"][i] != -2], 99),
+            # the generator's CPU as a share of one core: on a 2-core machine it is taken from the server
+            "generator_cpu": raw["phase_cpu_s"][index] / phase["seconds"] if "phase_cpu_s" in raw else None,
             "ready_polls": len(polls),
             "ready_failures": sum(1 for r in polls if not 200 <= r[1] < 400),
             "ready_p99_ms": _p([r[2] for r in polls], 99),
@@ -142,6 +144,7 @@ def row_text(row: dict) -> str:
         f"({row['goodput_of_capacity']:.0%}) p99 {_f(row['p99_ms'])} ms shed {row['shed']} "
         f"(p99 {_f(row['shed_p99_ms'])} ms) sockerr {row['socket_errors']} unsent {row['unsent']} "
         f"5xx {row['other_5xx']} unready {row['ready_failures']}/{row['ready_polls']}"
+        + (f" gen-cpu {row['generator_cpu']:.0%}" if row.get("generator_cpu") is not None else "")
         + (f" recovery {_f(row.get('recovery_s'), '{:.1f}')} s" if "recovery_s" in row else "")
     )
 
@@ -212,8 +215,9 @@ def targets(summary: dict, server: str = "reviewserve") -> list[str]:
 def _server_table(summary: dict, server: str) -> list[str]:
     lines = [
         "| load | offered req/s | goodput req/s (of capacity) | p50 / p99 answered ms | shed (p99 ms) | "
-        "socket errors / timeouts / unsent | other 5xx | readiness failed / polls (max ms) | recovery s |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "socket errors / timeouts / unsent | other 5xx | readiness failed / polls (max ms) | recovery s | "
+        "generator CPU (of a core) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for label in _labels(summary, server):
         rows = _rows(summary, server, label)
@@ -228,7 +232,8 @@ def _server_table(summary: dict, server: str) -> list[str]:
             f"{sum(r['socket_errors'] - r['timeouts'] for r in rows)} / {sum(r['timeouts'] for r in rows)} / "
             f"{sum(r['unsent'] for r in rows)} | {sum(r['other_5xx'] for r in rows)} | "
             f"{sum(r['ready_failures'] for r in rows)} / {sum(r['ready_polls'] for r in rows)} ({ready_max:.0f}) | "
-            f"{_spread([r.get('recovery_s') for r in rows]) if 'recovery_s' in rows[0] else ''} |"
+            f"{_spread([r.get('recovery_s') for r in rows]) if 'recovery_s' in rows[0] else ''} | "
+            f"{_spread([r['generator_cpu'] * 100 for r in rows if r.get('generator_cpu') is not None], '{:.0f}')} % |"
         )
     return lines
 

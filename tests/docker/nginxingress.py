@@ -130,7 +130,9 @@ class Nginx:
             *(["user root root;"] if os.geteuid() == 0 else []),
             f"pid {self.workdir}/nginx.pid;",
             f"error_log {self.error_log} info;",
-            "events { worker_connections 4096; }",  # ingress-nginx allows 16384 (max-worker-connections)
+            # as ingress-nginx (max-worker-connections 16384): with 4096, a client flood of 4000 connections
+            # plus their upstream connections ran out ("worker_connections are not enough": resets and 500s)
+            "events { worker_connections 16384; }",
             "http {",
             "  log_format upstreams '$msec $status $request_method $request_uri "
             "upstream=$upstream_addr ustatus=$upstream_status';",

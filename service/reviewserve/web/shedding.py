@@ -6,8 +6,11 @@ written here in the shape of :mod:`reviewserve.web.errors` and counted in the mu
 
 from __future__ import annotations
 
+import functools
+import itertools
 import json
 import logging
+import os
 import select
 import time
 import uuid
@@ -51,22 +54,72 @@ def request_id(req: Any) -> str:
     return uuid.uuid4().hex
 
 
+class RequestIds:
+    """New request ids for shed answers: 32 hex digits, a random per-process prefix and a counter.
+
+    As unique as ``uuid4().hex`` in practice (80 random bits per process, then a count) at a fraction of the
+    cost: a shed must cost a few percent of a served request (docs/benchmarks.md). Made after the fork: a
+    prefix made in the master would be shared by every worker.
+    """
+
+    __slots__ = ("_count", "_prefix")
+
+    def __init__(self) -> None:
+        self._prefix = os.urandom(10).hex()
+        self._count = itertools.count()
+
+    def new(self) -> str:
+        """A new id."""
+        return f"{self._prefix}{next(self._count) & 0xFFFFFFFFFFFF:012x}"
+
+
+_PLACEHOLDER = "@@request-id@@"
+
+
+class OverloadedAnswers:
+    """The 503 answers (status line, headers, JSON error body), pre-encoded around the request id.
+
+    A shed then costs a few byte joins instead of a ``json.dumps`` and header formatting. A request id is
+    1-128 characters of ``[A-Za-z0-9._:/+=-]`` (``valid_request_id``), none of which JSON escapes, so it is
+    spliced into the body as is.
+    """
+
+    def __init__(self, retry_after: int) -> None:
+        self._parts: dict[tuple[bool, bool], tuple[bytes, ...]] = {}
+        for v2 in (False, True):
+            if v2:
+                body: dict[str, Any] = {"error": OVERLOADED_MESSAGE, "code": "overloaded", "request_id": _PLACEHOLDER}
+            else:
+                body = {"error": {"code": "overloaded", "message": OVERLOADED_MESSAGE, "request_id": _PLACEHOLDER}}
+            before, after = json.dumps(body).encode().split(_PLACEHOLDER.encode())
+            for close in (False, True):
+                head = (
+                    "HTTP/1.1 503 Service Unavailable\r\n"
+                    "Content-Type: application/json\r\n"
+                    f"Retry-After: {retry_after}\r\n"
+                    f"{'Connection: close' if close else 'Connection: keep-alive'}\r\n"
+                    f"{HEADER}: "
+                ).encode("latin-1")
+                # head + rid + b"\r\nContent-Length: " + length + b"\r\n\r\n" + before + rid + after
+                self._parts[v2, close] = (head, b"\r\nContent-Length: ", b"\r\n\r\n", before, after)
+
+    def answer(self, path: str, rid: str, close: bool) -> bytes:
+        """The whole answer for a request to ``path`` (the /v2 shape under /v2) with id ``rid``."""
+        v2 = path == V2_PREFIX or path.startswith(V2_PREFIX + "/")
+        head, length_name, end, before, after = self._parts[v2, close]
+        rid_bytes = rid.encode("ascii")
+        length = len(before) + len(rid_bytes) + len(after)
+        return b"".join((head, rid_bytes, length_name, b"%d" % length, end, before, rid_bytes, after))
+
+
+@functools.lru_cache(maxsize=8)
+def _answers(retry_after: int) -> OverloadedAnswers:
+    return OverloadedAnswers(retry_after)
+
+
 def overloaded_response(path: str, rid: str, retry_after: int, close: bool) -> bytes:
     """The whole 503 answer (status line, headers, JSON error body) as bytes."""
-    if path == V2_PREFIX or path.startswith(V2_PREFIX + "/"):
-        body: dict[str, Any] = {"error": OVERLOADED_MESSAGE, "code": "overloaded", "request_id": rid}
-    else:
-        body = {"error": {"code": "overloaded", "message": OVERLOADED_MESSAGE, "request_id": rid}}
-    data = json.dumps(body).encode()
-    head = (
-        "HTTP/1.1 503 Service Unavailable\r\n"
-        "Content-Type: application/json\r\n"
-        f"Content-Length: {len(data)}\r\n"
-        f"Retry-After: {retry_after}\r\n"
-        f"{HEADER}: {rid}\r\n"
-        f"{'Connection: close' if close else 'Connection: keep-alive'}\r\n\r\n"
-    )
-    return head.encode("latin-1") + data
+    return _answers(retry_after).answer(path, rid, close)
 
 
 def client_gone(sock: Any) -> bool:

@@ -52,6 +52,7 @@ from reviewserve.settings import get_settings
 from reviewserve.web import shedding
 from reviewserve.web.admission import AdmissionQueue
 from reviewserve.web.balance import ConnectionBalancer
+from reviewserve.web.requestlog import valid_request_id
 
 TURN_SECONDS = 1e-6  # any timer: it fires after the next poll of the sockets
 POLL_SECONDS = 0.05  # how soon a stopping worker notices that it should stop, and that it is done
@@ -163,6 +164,8 @@ class ReviewserveWorker(GeventWorker):
         self.retry_after = settings.retry_after_seconds
         self._admission = AdmissionQueue(settings.max_queue_ms / 1000) if settings.max_queue_ms > 0 else None
         self._shed_log = shedding.ShedLog()
+        self._answers: shedding.OverloadedAnswers | None = None
+        self._ids: shedding.RequestIds | None = None
         self._line: _Line | None = None  # made in run(), once gevent's hub exists in this process
         self._waiting: dict[Any, _KeepaliveWait] = {}  # greenlet -> its wait for a next request
         self._clients: dict[Any, Any] = {}  # greenlet -> its client socket
@@ -192,9 +195,18 @@ class ReviewserveWorker(GeventWorker):
             req.must_close = True  # -> "Connection: close"; the client reconnects to a worker with room
         elif self.keepalive_requests and req.req_number >= self.keepalive_requests:
             req.must_close = True
+        if self._admission is not None and req.method == "POST":
+            admission = self._admission
+            size = _content_length(req)
+            estimate = admission.admit(size)
+            if estimate is None:
+                # No turn after a shed: it cost the others next to nothing, and its client's next request
+                # cannot be there before it has read this answer (the read yields to the loop anyway).
+                self._last_request[gevent.getcurrent()] = time.monotonic()
+                return self._shed_request(req, sock)
         try:
             if self._admission is not None and req.method == "POST":
-                return self._admitted_request(listener_name, req, sock, addr)
+                return self._admitted_request(listener_name, req, sock, addr, size, estimate)
             return self._serve(listener_name, req, sock, addr)
         finally:
             self._last_request[gevent.getcurrent()] = time.monotonic()
@@ -211,14 +223,12 @@ class ReviewserveWorker(GeventWorker):
         finally:
             out.flush()
 
-    def _admitted_request(self, listener_name: Any, req: Any, sock: Any, addr: Any) -> Any:
-        """A POST: shed at once when too much work waits; else wait in line, then serve unless the client left."""
+    def _admitted_request(
+        self, listener_name: Any, req: Any, sock: Any, addr: Any, size: int, estimate: float
+    ) -> Any:  # fmt: skip
+        """An admitted POST: wait in line, then serve unless the client left."""
         admission = self._admission
         assert admission is not None
-        size = _content_length(req)
-        estimate = admission.admit(size)
-        if estimate is None:
-            return self._shed_request(req, sock)
         arrived = time.perf_counter()
         if self._line is None:
             self._line = _Line()
@@ -238,14 +248,18 @@ class ReviewserveWorker(GeventWorker):
 
     def _shed_request(self, req: Any, sock: Any) -> bool:
         """Answer 503 overloaded without reading the body; the parser discards it if the connection stays."""
-        close = (
-            not self.alive
-            or req.should_close()
-            or getattr(req, "must_close", False)
+        rid = None
+        close = not self.alive or req.should_close() or getattr(req, "must_close", False)
+        for name, value in req.headers:
+            if name == "X-REQUEST-ID" and rid is None and valid_request_id(value):
+                rid = value
             # A client waiting for "100 Continue" will not send the body we would have to skip.
-            or any(name == "EXPECT" and value.lower() == "100-continue" for name, value in req.headers)
-        )
-        sock.sendall(shedding.overloaded_response(req.path, shedding.request_id(req), self.retry_after, close))
+            elif name == "EXPECT" and value.lower() == "100-continue":
+                close = True
+        if self._answers is None:  # first shed of this process (after the fork: the ids' prefix is per worker)
+            self._answers, self._ids = shedding.OverloadedAnswers(self.retry_after), shedding.RequestIds()
+        assert self._ids is not None
+        sock.sendall(self._answers.answer(req.path, rid or self._ids.new(), close))
         assert self._admission is not None
         self._shed_log.shed(self.max_queue_ms, self._admission.waiting, self._admission.waiting_seconds)
         if close:
