@@ -201,3 +201,57 @@ def test_request_of_a_client_that_left_is_not_scored(server_factory) -> None:
         lines = [json.loads(line) for line in server.log().splitlines() if "gone-client-1" in line]
         time.sleep(0.1)
     assert [(line["status"], line["reviews"]) for line in lines] == [(499, 0)], lines
+
+
+def _read_answers(sock: socket.socket, count: int) -> list[tuple[int, dict[str, str], bytes]]:
+    """``count`` HTTP/1.1 answers (status, lower-case headers, body) read from a kept-alive connection."""
+    data, answers = b"", []
+    while len(answers) < count:
+        head_end = data.find(b"\r\n\r\n")
+        if head_end >= 0:
+            lines = data[:head_end].decode("latin-1").split("\r\n")
+            headers = {k.lower(): v for k, v in (line.split(": ", 1) for line in lines[1:])}
+            end = head_end + 4 + int(headers["content-length"])
+            if len(data) >= end:
+                answers.append((int(lines[0].split()[1]), headers, data[head_end + 4 : end]))
+                data = data[end:]
+                continue
+        chunk = sock.recv(65536)
+        assert chunk, f"connection closed after {len(answers)} answers"
+        data += chunk
+    return answers
+
+
+def test_pipelined_sheds_keep_the_connection_framed(server_factory) -> None:
+    # Over budget the worker sheds whole simple POSTs before gunicorn parses them (web/rawshed.py); two POSTs and
+    # a GET sent in one write must get two sheds (ids echoed, /v2 shape) and the GET's answer, in order.
+    server: Server = server_factory(workers=1, MAX_QUEUE_MS="0.001")
+    server.wait_workers(1)
+    shed_before = sample(metrics(server), "reviewserve_requests_shed_total")
+    body = json.dumps({"review": "fine"}).encode()
+    infer = json.dumps({"inputs": [{"name": "review", "shape": [1], "datatype": "BYTES", "data": ["ok"]}]}).encode()
+    batch = (
+        b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-Request-ID: raw-1\r\n"
+        + f"Content-Length: {len(body)}\r\n\r\n".encode() + body
+        + b"POST /v2/models/review-sentiment/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        + f"Content-Length: {len(infer)}\r\n\r\n".encode() + infer
+        + b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+    )  # fmt: skip
+    seen = None
+    with ClosedLoop(server.url, MAX_LIST, clients=4):
+        time.sleep(1)
+        deadline = time.monotonic() + 60
+        while seen is None and time.monotonic() < deadline:
+            with socket.create_connection(("127.0.0.1", server.port), timeout=60) as sock:
+                sock.sendall(batch)
+                answers = _read_answers(sock, 3)
+            if [a[0] for a in answers] == [503, 503, 200]:
+                seen = answers
+    assert seen is not None, "no connection had both POSTs shed"
+    (_, h1, b1), (_, h2, b2), (_, _, b3) = seen
+    assert h1["x-request-id"] == "raw-1" and h1["retry-after"] == "1" and h1["connection"] == "keep-alive"
+    assert json.loads(b1)["error"]["code"] == "overloaded" and json.loads(b1)["error"]["request_id"] == "raw-1"
+    doc = json.loads(b2)
+    assert doc["code"] == "overloaded" and doc["request_id"] == h2["x-request-id"] and len(doc["request_id"]) == 32
+    assert json.loads(b3)["status"] == "ok"
+    assert sample(metrics(server), "reviewserve_requests_shed_total") - shed_before >= 2

@@ -9,6 +9,7 @@ import pytest
 
 from reviewserve.web import shedding
 from reviewserve.web.admission import PRIOR_SECONDS, PRIOR_SECONDS_PER_BYTE, AdmissionQueue, size_class
+from reviewserve.web.rawshed import parse_sheddable
 
 
 def test_admits_until_more_than_the_budget_waits() -> None:
@@ -71,3 +72,32 @@ def test_client_gone_tells_a_closed_peer_from_a_waiting_one() -> None:
         assert not shedding.client_gone(server)
         client.close()
         assert shedding.client_gone(server)  # closed, even with its request still unread
+
+
+def test_parse_sheddable_takes_only_a_whole_simple_post() -> None:
+    body = b'{"review": "fine"}'
+    head = b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    request = head + b"X-Request-ID: rid-9\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+    assert parse_sheddable(request) == (len(request), "/predict", "rid-9")
+    nxt = b"GET /healthz HTTP/1.1\r\n\r\n"
+    assert parse_sheddable(request + nxt) == (len(request), "/predict", "rid-9")  # pipelined: framed by length
+    plain = head + b"Connection: keep-alive\r\ncontent-length: %d\r\n\r\n" % len(body) + body
+    assert parse_sheddable(plain) == (len(plain), "/predict", None)
+    v2 = b"POST /v2/models/m/infer?x=1 HTTP/1.1\r\nContent-Length: 2\r\nX-Request-ID: bad id\r\n\r\n{}"
+    assert parse_sheddable(v2) == (len(v2), "/v2/models/m/infer", None)  # an invalid id is replaced
+    refused = [
+        request[:-1],  # the body is not all there
+        request.split(b"\r\n\r\n")[0],  # nor the headers
+        b"GET /predict HTTP/1.1\r\n\r\n",
+        request.replace(b"HTTP/1.1", b"HTTP/1.0"),
+        head + b"Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+        head + b"Content-Length: 2\r\nContent-Length: 2\r\n\r\n{}",
+        head + b"Expect: 100-continue\r\nContent-Length: 2\r\n\r\n{}",
+        head + b"Connection: close\r\nContent-Length: 2\r\n\r\n{}",
+        head + b"Content-Length: 2\r\n folded\r\n\r\n{}",
+        head + b"Content-Length : 2\r\n\r\n{}",
+        head + b"Content-Length: -2\r\n\r\n{}",
+        head + b"\r\n{}",  # no Content-Length
+    ]
+    for data in refused:
+        assert parse_sheddable(data) is None, data

@@ -20,7 +20,8 @@ request at a time per worker, which is all a core can do anyway. What this class
   ready ahead of it have been served; one arriving while more than ``MAX_QUEUE_MS`` of estimated work waits is
   answered 503 ``overloaded`` with ``Retry-After`` at once, its body unread (:mod:`reviewserve.web.shedding`).
   A request whose client closed the connection while it waited is dropped unscored. GET (probes, metrics) never
-  waits in line.
+  waits in line. While over budget, the next request on a connection is looked at before gunicorn parses it: a
+  whole simple POST is shed from its raw bytes (:mod:`reviewserve.web.rawshed`), at about half the CPU.
 - **Quick exit.** A stopping worker (recycled after ``MAX_REQUESTS``, or SIGTERM) stops accepting at once,
   closes each busy connection after its current response, and gives its connections a moment (0.5 s when
   recycled, gunicorn's 2 s on SIGTERM; a request arriving meanwhile is answered with ``Connection: close``).
@@ -44,6 +45,7 @@ import gevent
 from gevent.hub import Waiter, get_hub
 from gevent.pool import Pool
 from gevent.server import StreamServer
+from gunicorn import http as gunicorn_http
 from gunicorn.workers.base_async import AsyncWorker
 from gunicorn.workers.ggevent import GeventWorker
 from gunicorn.workers.gthread import STOP_KEEPALIVE_LINGER
@@ -52,6 +54,7 @@ from reviewserve.settings import get_settings
 from reviewserve.web import shedding
 from reviewserve.web.admission import AdmissionQueue
 from reviewserve.web.balance import ConnectionBalancer
+from reviewserve.web.rawshed import ShedFirstParser
 from reviewserve.web.requestlog import valid_request_id
 
 TURN_SECONDS = 1e-6  # any timer: it fires after the next poll of the sockets
@@ -266,8 +269,40 @@ class ReviewserveWorker(GeventWorker):
             raise StopIteration()
         return True
 
+    def over_budget(self) -> bool:
+        """Whether a POST arriving now would be shed (for :class:`rawshed.ShedFirstParser`)."""
+        admission = self._admission
+        return (
+            admission is not None
+            and admission.waiting_seconds > admission.max_queue_seconds
+            and self._excess <= 0  # a connection to close goes through handle_request (Connection: close)
+            and self.alive
+        )
+
+    def shed_raw(self, sock: Any, path: str, rid: str | None) -> None:
+        """Answer a request shed by the parser (keep-alive) and count it."""
+        if self._answers is None:
+            self._answers, self._ids = shedding.OverloadedAnswers(self.retry_after), shedding.RequestIds()
+        assert self._ids is not None and self._admission is not None
+        sock.sendall(self._answers.answer(path, rid or self._ids.new(), False))
+        self._last_request[gevent.getcurrent()] = time.monotonic()
+        self._shed_log.shed(self.max_queue_ms, self._admission.waiting, self._admission.waiting_seconds)
+
+    def _install_parser(self) -> None:
+        """Have gunicorn's connection handler use :class:`rawshed.ShedFirstParser` in this worker process."""
+        original = gunicorn_http.get_parser
+
+        def get_parser(cfg: Any, source: Any, source_addr: Any, http2_connection: bool = False) -> Any:
+            if http2_connection or getattr(cfg, "protocol", "http") != "http" or not hasattr(source, "recv"):
+                return original(cfg, source, source_addr, http2_connection)
+            return ShedFirstParser(cfg, source, source_addr, self)
+
+        gunicorn_http.get_parser = get_parser  # this process only: it is the worker, forked already
+
     def run(self) -> None:
         """Accept and serve until told to stop, then drain quickly (see the module docstring)."""
+        if self._admission is not None:
+            self._install_parser()
         servers = []
         for sock in self.sockets:
             sock.setblocking(1)
