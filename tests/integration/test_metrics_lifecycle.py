@@ -133,7 +133,8 @@ def test_killed_and_timed_out_workers_are_folded(server_factory) -> None:
     first = server.wait_workers(2)
     folder = server_folder(server)
     sent = 0
-    while {int(p.stem.rsplit("_", 1)[1]) for p in folder.glob("counter_[0-9]*.db")} != set(first):
+    # <=: the master has counter files of its own (the shed counters are created at import, before the fork)
+    while not set(first) <= {int(p.stem.rsplit("_", 1)[1]) for p in folder.glob("counter_[0-9]*.db")}:
         assert sent < 2000, "one worker answered everything"
         with ThreadPoolExecutor(8) as pool:  # concurrent clients: both workers answer some
             statuses = list(

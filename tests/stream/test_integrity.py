@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 from collections import Counter
@@ -18,6 +19,7 @@ import requests
 from tests.conftest import MODEL_DIR, ROOT, free_port
 from tests.stream.conftest import REDIS_SERVER, Keys, Procs, RedisServer, reviews, wait_until
 from tests.stream.proxy import LosingProxy
+from tests.systools import missing_tool
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -147,13 +149,24 @@ def test_entries_deleted_while_pending_are_dead_lettered(procs: Procs, r: redis.
     assert consumer.terminate() == 0
 
 
+def _is_free(port: int) -> bool:
+    """Whether nobody listens on ``port`` of 127.0.0.1 right now."""
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 @pytest.fixture
 def cluster_node(tmp_path: Path) -> Iterator[str]:
     """A real cluster-enabled redis-server (`--cluster-enabled yes`); its URL."""
     binary = REDIS_SERVER if Path(REDIS_SERVER).exists() else shutil.which("redis-server")
     if binary is None:
-        pytest.skip("redis-server not installed (apt-get install -y redis-server)")
-    port = free_port()
+        missing_tool("redis-server", "redis-server")
+    # The cluster bus listens on port + 10000: both must be free, so the port must be at most 55535.
+    port = next(p for p in iter(free_port, None) if p <= 55535 and _is_free(p + 10000))
     cmd = [binary, "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes", "--save", ""]
     cmd += ["--cluster-config-file", str(tmp_path / "nodes.conf"), "--dir", str(tmp_path), "--appendonly", "no"]
     process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)

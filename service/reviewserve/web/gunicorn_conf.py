@@ -18,10 +18,16 @@ from gunicorn.glogging import Logger
 
 from reviewserve.logs import logging_config
 from reviewserve.settings import get_settings
-from reviewserve.web import balance, metricsdir  # noqa: F401  (balance: its shared table must exist before the fork)
-from reviewserve.writable import require_writable
 
 _settings = get_settings()
+# prometheus_client chooses between in-process values and per-process files once, when it is first imported
+# (metricsdir imports it): without the variable set by then, workers would write no files and /metrics would
+# be empty. claim() below then points it at this server's own folder.
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_settings.prometheus_multiproc_dir)
+
+from reviewserve.web import balance, metricsdir  # noqa: E402, F401  (balance: its shared table must exist before the fork)
+from reviewserve.writable import require_writable  # noqa: E402
+
 _metrics_base = Path(_settings.prometheus_multiproc_dir)
 require_writable(_metrics_base, "PROMETHEUS_MULTIPROC_DIR")  # a read-only mount: one line, not a traceback
 # This server's own folder under PROMETHEUS_MULTIPROC_DIR; folders of stopped servers are removed.

@@ -243,11 +243,16 @@ class ReviewserveWorker(GeventWorker):
             shedding.abandoned(req, shedding.request_id(req), time.perf_counter() - arrived)
             raise StopIteration()  # nobody to answer: close the connection
         # CPU time, not wall time: the work a request costs this worker, whatever else the machine runs.
-        started = time.thread_time()
+        loop = get_hub().loop
+        started, turn = time.thread_time(), loop.iteration
         try:
             return self._serve(listener_name, req, sock, addr)
         finally:
-            admission.finished(size, time.thread_time() - started)
+            # A request that waited on its client (a body still trickling in, a full send buffer) let the loop
+            # serve others meanwhile, and its thread CPU time counts theirs: it would inflate the estimate until
+            # slow clients alone made the worker shed. Only requests served in one go teach the estimate.
+            if loop.iteration == turn:
+                admission.finished(size, time.thread_time() - started)
 
     def _shed_request(self, req: Any, sock: Any) -> bool:
         """Answer 503 overloaded without reading the body; the parser discards it if the connection stays."""
