@@ -105,7 +105,10 @@ def test_recycling_keeps_every_worker_busy(server_factory) -> None:
         while len(windows) < 3 and time.monotonic() < deadline:
             live_before = set(server.worker_pids())
             before = counts_from_metrics_dir(server.metrics_dir)
-            while sum(counts_from_metrics_dir(server.metrics_dir).values()) - sum(before.values()) < 150:
+            # Only the workers alive at the start count: a worker recycled meanwhile is folded away, and its
+            # files (and their counts) leave the folder.
+            while sum(n - before.get(p, 0) for p, n in counts_from_metrics_dir(server.metrics_dir).items()
+                      if p in live_before) < 150:
                 time.sleep(0.02)
             after = counts_from_metrics_dir(server.metrics_dir)
             live = live_before & set(server.worker_pids())
@@ -191,7 +194,11 @@ def test_recycling_under_slow_clients_is_quick_and_fails_nothing(server_factory)
     A stopping worker used to wait out GRACEFUL_TIMEOUT for connections still trickling their request, and its
     replacement is only forked once it has exited: two such drains at once left nobody accepting.
     """
-    server: Server = server_factory(workers=2, MAX_REQUESTS="400", MAX_REQUESTS_JITTER="0")
+    # MAX_QUEUE_MS=0: this test is about recycling with slow clients attached. With shedding on, 32 trickled
+    # bodies reconnecting at once are counted as work waiting by their announced Content-Length (100 kB each,
+    # ~0.1 s by the admission prior) and normal requests are shed for a moment: a known defect of the admission
+    # estimate, left open in issue 15.
+    server: Server = server_factory(workers=2, MAX_REQUESTS="400", MAX_REQUESTS_JITTER="0", MAX_QUEUE_MS="0")
     stop = threading.Event()
     failures: list[str] = []
     clients = [
