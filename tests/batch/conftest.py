@@ -64,6 +64,15 @@ def engine_for(url: str) -> Any:
     return create_engine(database_url(url))
 
 
+def execute_sql(url: str, *statements: str) -> None:
+    """Run test-authored DDL/DML statements in one transaction."""
+    engine = engine_for(url)
+    with engine.begin() as conn:
+        for statement in statements:
+            conn.exec_driver_sql(statement)
+    engine.dispose()
+
+
 def make_reviews(
     url: str,
     rows: Sequence[tuple[Any, Any]],

@@ -13,6 +13,7 @@ import pytest
 from tests.batch.conftest import (
     Run,
     engine_for,
+    execute_sql,
     make_reviews,
     prediction_counts,
     query,
@@ -24,14 +25,6 @@ from tests.batch.conftest import (
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow
-
-
-def _execute(url: str, *statements: str) -> None:
-    engine = engine_for(url)
-    with engine.begin() as conn:
-        for statement in statements:
-            conn.exec_driver_sql(statement)
-    engine.dispose()
 
 
 def test_a_predictions_table_holds_one_source_table(db_url: str) -> None:
@@ -54,7 +47,7 @@ def test_a_predictions_table_holds_one_source_table(db_url: str) -> None:
 
 
 def test_an_id_column_that_is_not_a_unique_key_is_refused_on_both_databases(db_url: str) -> None:
-    _execute(db_url, "CREATE TABLE reviews (id integer, text text)",
+    execute_sql(db_url, "CREATE TABLE reviews (id integer, text text)",
              "INSERT INTO reviews VALUES (1, 'great phone'), (1, 'awful phone'), (2, 'fine')")  # fmt: skip
     for chunk in ("1", "1000"):
         run = score_in_process("--source", db_url, "--chunk-size", chunk)
@@ -69,7 +62,7 @@ def test_an_id_column_that_is_not_a_unique_key_is_refused_on_both_databases(db_u
     engine.dispose()
 
     # A unique index on the column (not the primary key) is a key: accepted.
-    _execute(db_url, "CREATE TABLE other (rid integer, body text)", "CREATE UNIQUE INDEX other_rid ON other (rid)",
+    execute_sql(db_url, "CREATE TABLE other (rid integer, body text)", "CREATE UNIQUE INDEX other_rid ON other (rid)",
              "INSERT INTO other VALUES (1, 'great phone'), (2, 'awful phone')")  # fmt: skip
     ok = score_in_process("--source", db_url, "--table", "other", "--id-column", "rid", "--text-column", "body",
                           "--predictions-table", "other_predictions")  # fmt: skip
@@ -78,7 +71,7 @@ def test_an_id_column_that_is_not_a_unique_key_is_refused_on_both_databases(db_u
 
 
 def test_null_ids_are_skipped_and_counted_on_every_run(db_url: str) -> None:
-    _execute(db_url, "CREATE TABLE reviews (id integer UNIQUE, text text)",
+    execute_sql(db_url, "CREATE TABLE reviews (id integer UNIQUE, text text)",
              "INSERT INTO reviews VALUES (NULL, 'no id at all'), (1, 'great phone'), (NULL, 'no id either'), "
              "(2, 'awful phone'), (3, 'fine')")  # fmt: skip
     for night, read in ((1, 3), (2, 0)):

@@ -12,6 +12,7 @@ from sqlalchemy import String, Uuid
 
 from reviewserve.model import Predictor
 from tests.batch.conftest import (
+    execute_sql,
     kill_after,
     make_reviews,
     prediction_counts,
@@ -241,17 +242,6 @@ def test_clear_errors_for_a_wrong_table_column_shard_or_database(sqlite_url: str
     assert clash.returncode == 1 and "not a predictions table" in clash.stderr
 
 
-def _execute(url: str, *statements: str) -> None:
-    """Run test-authored DDL/DML statements in one transaction."""
-    from tests.batch.conftest import engine_for
-
-    engine = engine_for(url)
-    with engine.begin() as conn:
-        for statement in statements:
-            conn.exec_driver_sql(statement)
-    engine.dispose()
-
-
 def _predictions_with_trigger(url: str, pg_sql: tuple[str, ...], sqlite_sql: tuple[str, ...]) -> None:
     """Create the predictions table before the job (as the job would), then add a test trigger to it."""
     from sqlalchemy import Integer, MetaData
@@ -293,7 +283,7 @@ def test_a_database_error_while_writing_stops_the_job_with_exit_code_1(db_url: s
     # Only the two chunks before the failed one (the next chunk was already read ahead: not written).
     assert prediction_counts(db_url) == {"rows": 100, "ids": 100, "duplicates": 0}
 
-    _execute(db_url, "DROP TRIGGER boom ON predictions" if db_url.startswith("postgresql") else "DROP TRIGGER boom")
+    execute_sql(db_url, "DROP TRIGGER boom ON predictions" if db_url.startswith("postgresql") else "DROP TRIGGER boom")
     rerun = run_score("--source", db_url, "--chunk-size", "500")
     assert rerun.returncode == 0, rerun.stderr
     assert (rerun.summary["read"], rerun.summary["skipped"]) == (rows - 100, 100)
@@ -305,7 +295,7 @@ def test_a_copy_error_on_postgresql_is_a_clean_database_error(pg_server: object)
     # table whose label column is an integer makes that COPY fail (psycopg error outside SQLAlchemy).
     url = pg_server.create_database(f"t_{uuid.uuid4().hex[:12]}")  # type: ignore[attr-defined]
     make_reviews(url, list(enumerate(review_texts(20), start=1)))
-    _execute(url, "CREATE TABLE predictions (review_id integer, model_name text, model_version text, label integer,"
+    execute_sql(url, "CREATE TABLE predictions (review_id integer, model_name text, model_version text, label integer,"
                " probability float, positive_probability float, status text, error text, scored_at timestamptz,"
                " PRIMARY KEY (review_id, model_name, model_version))")  # fmt: skip
     run = run_score("--source", url)
@@ -334,7 +324,7 @@ def test_kill_9_while_a_chunk_is_being_written_then_rerun_gives_exactly_once(pg_
     assert kill_after(args, "chunk committed", 3) == -signal.SIGKILL
     assert prediction_counts(url) == {"rows": 150, "ids": 150, "duplicates": 0}  # whole chunks only
 
-    _execute(url, "DROP TRIGGER slow ON predictions")
+    execute_sql(url, "DROP TRIGGER slow ON predictions")
     rerun = run_score(*args)
     assert rerun.returncode == 0, rerun.stderr
     assert (rerun.summary["read"], rerun.summary["skipped"]) == (rows - 150, 150)
@@ -383,7 +373,7 @@ def test_sigterm_during_a_write_exits_1_and_leaves_only_whole_chunks(pg_server: 
     assert stored["duplicates"] == 0 and stored["rows"] % 50 == 0
     assert stored["rows"] == 50 * logged and logged in (2, 3), (stored, logged)
 
-    _execute(url, "DROP TRIGGER slow ON predictions")
+    execute_sql(url, "DROP TRIGGER slow ON predictions")
     rerun = run_score("--source", url, "--chunk-size", "500")
     assert rerun.returncode == 0, rerun.stderr
     assert rerun.summary["read"] == rows - stored["rows"]
@@ -398,9 +388,9 @@ def test_postgresql_reads_scan_only_the_predictions_after_the_last_id(pg_server:
     url = pg_server.create_database(f"t_{uuid.uuid4().hex[:12]}")  # type: ignore[attr-defined]
     rows = 6000
     make_reviews(url, list(enumerate(review_texts(rows), start=1)))
-    _execute(url, "ANALYZE reviews")
+    execute_sql(url, "ANALYZE reviews")
     assert run_score("--source", url, "--chunk-size", "1000").returncode == 0
-    _execute(url, "DELETE FROM predictions WHERE review_id > 5000")
+    execute_sql(url, "DELETE FROM predictions WHERE review_id > 5000")
     store = SqlStore(url, "reviews", model_name="review-sentiment", model_version="1")
     store.analyze()
     try:
