@@ -175,13 +175,13 @@ def plot(data: dict, folder: Path) -> list[str]:
 def _texts_line(s: dict) -> str:
     if "single_texts" not in s:  # results of a run before the single cells cycled through the corpus
         return (
-            f"- Texts: {s['texts']}; single body `{{\"review\": \"{s['single_text']}\"}}` (every request), "
-            f"list body `{{\"reviews\": [{s['batch']} of those sentences]}}` (peers: their own format)."
+            f'- Texts: {s["texts"]}; single body `{{"review": "{s["single_text"]}"}}` (every request), '
+            f'list body `{{"reviews": [{s["batch"]} of those sentences]}}` (peers: their own format).'
         )
     return (
         f"- Texts: {s['texts']}. Single-review cells: {s['single_texts']} (wrk's `request()` hook); the "
-        f"`fixed` row sends `{{\"review\": \"{s['single_text']}\"}}` every time (23 characters, ~5x cheaper "
-        f"to score than a real sentence). List body `{{\"reviews\": [{s['batch']} of those sentences]}}`. "
+        f'`fixed` row sends `{{"review": "{s["single_text"]}"}}` every time (23 characters, ~5x cheaper '
+        f'to score than a real sentence). List body `{{"reviews": [{s["batch"]} of those sentences]}}`. '
         "Peers get their own format with the same texts."
     )
 
@@ -330,13 +330,20 @@ def _soak_section(data: dict, doc_folder: Path | None = None) -> list[str]:
     out = [
         f"Run `{data['command']}` at {data['started']} (load average at start {data['load_average_start']}): "
         f"{s['seconds']:g} s at c={s['connections']}, mixed traffic ({s['mix']}), reviewserve with "
-        f"`MAX_REQUESTS={s['max_requests']}` `MAX_REQUESTS_JITTER={s['jitter']}` (other settings as shipped).",
+        f"`MAX_REQUESTS={s['max_requests']}` `MAX_REQUESTS_JITTER={s['jitter']}`"
+        + (f" `MAX_QUEUE_MS={s['max_queue_ms']:g}`" if s.get("max_queue_ms") is not None else "")
+        + " (other settings as shipped).",
         "",
         "| figure | value |",
         "|---|---|",
         f"| requests sent / answered | {r['sent']} / {r['answered']} ({r['rps']:.1f} req/s) |",
         f"| answers by status | {r['by_status']} |",
         f"| 5xx | {r['5xx']} |",
+        *(
+            [f"| shed (503 overloaded, `/metrics` reviewserve_requests_shed_total) | {r['metrics_shed']:.0f} |"]
+            if "metrics_shed" in r
+            else []
+        ),
         f"| socket errors | {r['socket_errors']} {r['socket_error_kinds']} |",
         f"| unexpected statuses (a good request not 200, a bad one not its 4xx) | {r['unexpected']} |",
         f"| p50 / p99 | {r['p50_ms']:.1f} / {r['p99_ms']:.1f} ms |",

@@ -168,6 +168,12 @@ def _sample(at: float, master: int, metrics_dir: Path, watch: MetricsWatch, tall
 @click.option("--connections", type=int, default=32, show_default=True, help="Concurrent keep-alive clients.")
 @click.option("--max-requests", type=int, default=2000, show_default=True, help="MAX_REQUESTS (recycling).")
 @click.option("--jitter", type=int, default=200, show_default=True, help="MAX_REQUESTS_JITTER.")
+@click.option(
+    "--max-queue-ms",
+    type=float,
+    default=None,
+    help="MAX_QUEUE_MS (shedding budget); default as shipped. 0 turns shedding off.",
+)
 @click.option("--sample-seconds", type=float, default=60.0, show_default=True, help="Seconds between samples.")
 @click.option("--results", type=click.Path(path_type=Path), default=RESULTS, show_default=True)
 @click.option("--doc", type=click.Path(path_type=Path), default=ROOT / "docs" / "benchmarks.md", show_default=True)
@@ -177,6 +183,7 @@ def main(
     connections: int,
     max_requests: int,
     jitter: int,
+    max_queue_ms: float | None,
     sample_seconds: float,
     results: Path,
     doc: Path,
@@ -190,6 +197,8 @@ def main(
     plan = schedule(corpus)
     target = servers.reviewserve(corpus[0], corpus[:32], work)
     target.env.update(MAX_REQUESTS=str(max_requests), MAX_REQUESTS_JITTER=str(jitter))
+    if max_queue_ms is not None:
+        target.env["MAX_QUEUE_MS"] = f"{max_queue_ms:g}"
     metrics_dir = Path(target.env["PROMETHEUS_MULTIPROC_DIR"])
     log = work / f"server-{target.port}.log"
     rss_samples: list[tuple[float, float]] = []
@@ -200,6 +209,7 @@ def main(
         base = _metric_sum(_get(target.url + "/metrics"), "flask_http_request_total", method="POST")
         base_predictions = _metric_sum(_get(target.url + "/metrics"), "reviewserve_predictions_total")
         base_req_reviews = _metric_sum(_get(target.url + "/metrics"), "reviewserve_request_reviews_count")
+        base_shed = _metric_sum(_get(target.url + "/metrics"), "reviewserve_requests_shed_total")
         workers = int(target.env.get("WORKERS") or len(os.sched_getaffinity(0)))  # the server's default
         logs = LogFollower(log)
         watch = MetricsWatch(target.url)
@@ -257,6 +267,7 @@ def main(
         "metrics_requests": _metric_sum(metrics, "flask_http_request_total", method="POST") - base,
         "metrics_predictions": _metric_sum(metrics, "reviewserve_predictions_total") - base_predictions,
         "metrics_request_reviews_count": _metric_sum(metrics, "reviewserve_request_reviews_count") - base_req_reviews,
+        "metrics_shed": _metric_sum(metrics, "reviewserve_requests_shed_total") - base_shed,
         "recycles": max(0, logs.boots - workers),
         "samples": samples,
         "metrics_scrapes_checked": len(samples) * 3,
@@ -272,6 +283,7 @@ def main(
             "connections": connections,
             "max_requests": max_requests,
             "jitter": jitter,
+            "max_queue_ms": max_queue_ms,
             "sample_seconds": sample_seconds,
             "texts": source,
             "mix": "per 20 requests: 9 single, 5 lists of 32, 4 V2 infer of 4, 2 bad (invalid JSON, wrong type, "

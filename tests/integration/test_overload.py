@@ -255,3 +255,49 @@ def test_pipelined_sheds_keep_the_connection_framed(server_factory) -> None:
     assert doc["code"] == "overloaded" and doc["request_id"] == h2["x-request-id"] and len(doc["request_id"]) == 32
     assert json.loads(b3)["status"] == "ok"
     assert sample(metrics(server), "reviewserve_requests_shed_total") - shed_before >= 2
+
+
+def test_bodies_still_arriving_are_not_work_waiting(server_factory) -> None:
+    # MAX_QUEUE_MS as shipped (20). In each round 32 requests announce 100 kB bodies and send a few bytes of them
+    # and, in the same moment, one small complete request arrives. Counted by its announced length each trickled
+    # body is ~0.1 s of work waiting (the admission prior), and the small request was shed behind them; a request
+    # joins the line only once its body has arrived, so nothing waits and it is served.
+    server: Server = server_factory(workers=1, MAX_QUEUE_MS="20")
+    server.wait_workers(1)
+    abandoned_before = sample(metrics(server), "reviewserve_requests_abandoned_total")
+    body = json.dumps({"review": "fine"}).encode()
+    small = (
+        b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        + f"Content-Length: {len(body)}\r\n\r\n".encode() + body
+    )  # fmt: skip
+    partial = (
+        b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-Request-ID: trickled\r\n"
+        b'Content-Length: 100000\r\n\r\n{"review": "'
+    )
+    statuses, answered_early = [], []
+    for _ in range(5):
+        slow = [socket.create_connection(("127.0.0.1", server.port), timeout=30) for _ in range(32)]
+        with socket.create_connection(("127.0.0.1", server.port), timeout=30) as fast:
+            time.sleep(0.3)  # every connection accepted and waiting for its request
+            for sock in slow:
+                sock.sendall(partial)
+            fast.sendall(small)
+            statuses.append(_read_answers(fast, 1)[0][0])
+        time.sleep(0.3)
+        for sock in slow:
+            # A request whose body has not arrived gets no answer yet (counted as work, they shed each other).
+            sock.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                answered_early.append(sock.recv(4096)[:40])
+            sock.close()  # the bodies never complete: each is logged 499 and counted abandoned, never scored
+    assert statuses == [200] * 5, statuses
+    assert answered_early == [], f"{len(answered_early)} incomplete requests answered: {answered_early[:3]}"
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        gone = sample(metrics(server), "reviewserve_requests_abandoned_total") - abandoned_before
+        if gone >= 5 * 32:
+            break
+        time.sleep(0.1)
+    assert gone == 5 * 32
+    lines = [json.loads(line) for line in server.log().splitlines() if '"trickled"' in line]
+    assert len(lines) == 5 * 32 and {(line["status"], line["reviews"]) for line in lines} == {(499, 0)}, lines[:3]

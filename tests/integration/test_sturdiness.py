@@ -194,11 +194,10 @@ def test_recycling_under_slow_clients_is_quick_and_fails_nothing(server_factory)
     A stopping worker used to wait out GRACEFUL_TIMEOUT for connections still trickling their request, and its
     replacement is only forked once it has exited: two such drains at once left nobody accepting.
     """
-    # MAX_QUEUE_MS=0: this test is about recycling with slow clients attached. With shedding on, 32 trickled
-    # bodies reconnecting at once are counted as work waiting by their announced Content-Length (100 kB each,
-    # ~0.1 s by the admission prior) and normal requests are shed for a moment: a known defect of the admission
-    # estimate, left open in issue 15.
-    server: Server = server_factory(workers=2, MAX_REQUESTS="400", MAX_REQUESTS_JITTER="0", MAX_QUEUE_MS="0")
+    # MAX_QUEUE_MS as shipped (20): 32 trickled bodies of 100 kB reconnecting at once are not work waiting until
+    # they have arrived (they used to count by their announced Content-Length, ~0.1 s each, and shed the normal
+    # requests for a moment).
+    server: Server = server_factory(workers=2, MAX_REQUESTS="400", MAX_REQUESTS_JITTER="0", MAX_QUEUE_MS="20")
     stop = threading.Event()
     failures: list[str] = []
     clients = [

@@ -42,6 +42,10 @@ class AdmissionQueue:
         learned = self._estimates[size_class(size)]
         return learned if learned is not None else PRIOR_SECONDS + PRIOR_SECONDS_PER_BYTE * max(size, 0)
 
+    def over_budget(self) -> bool:
+        """Whether more than ``max_queue_seconds`` of work waits: a request arriving now is shed."""
+        return self.waiting_seconds > self.max_queue_seconds
+
     def admit(self, size: int) -> float | None:
         """Let a request of ``size`` bytes join the line: its estimate, or None to shed it."""
         if self.waiting_seconds > self.max_queue_seconds:

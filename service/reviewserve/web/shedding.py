@@ -172,3 +172,23 @@ def abandoned(req: Any, rid: str, waited: float) -> None:
             "outcome": "client closed the connection while the request waited; not scored",
         },
     )
+
+
+def body_not_received(req: Any, waited: float, error: str | None) -> None:
+    """Record a request whose body never arrived: the client closed (``error`` None: 499) or stalled (408)."""
+    if error is None:
+        ABANDONED.inc()
+    access_log.info(
+        "request",
+        extra={
+            "method": req.method,
+            "path": req.path,
+            "status": 499 if error is None else 408,
+            "duration_ms": round(waited * 1000, 3),
+            "request_id": request_id(req),
+            "reviews": 0,
+            "outcome": "client closed the connection before sending the whole body; not scored"
+            if error is None
+            else f"request body not received ({error}); connection closed, not scored",
+        },
+    )

@@ -16,7 +16,8 @@ request at a time per worker, which is all a core can do anyway. What this class
   and closes the excess after their current response (:mod:`reviewserve.web.balance`): after a worker is
   recycled its clients do not stay piled on the surviving worker while the new one idles. A connection is
   also closed after ``KEEPALIVE_REQUESTS`` requests, as nginx does.
-- **Shedding.** A POST waits in line (:mod:`reviewserve.web.admission`) until the connections with a request
+- **Shedding.** A POST joins the line once its body has arrived (a body still trickling in is not work waiting)
+  and waits there (:mod:`reviewserve.web.admission`) until the connections with a request
   ready ahead of it have been served; one arriving while more than ``MAX_QUEUE_MS`` of estimated work waits is
   answered 503 ``overloaded`` with ``Retry-After`` at once, its body unread (:mod:`reviewserve.web.shedding`).
   A request whose client closed the connection while it waited is dropped unscored. GET (probes, metrics) never
@@ -165,6 +166,7 @@ class ReviewserveWorker(GeventWorker):
         self.keepalive_requests = settings.keepalive_requests or None
         self.max_queue_ms = settings.max_queue_ms
         self.retry_after = settings.retry_after_seconds
+        self.max_body_bytes = settings.max_body_bytes
         self._admission = AdmissionQueue(settings.max_queue_ms / 1000) if settings.max_queue_ms > 0 else None
         self._shed_log = shedding.ShedLog()
         self._answers: shedding.OverloadedAnswers | None = None
@@ -198,17 +200,24 @@ class ReviewserveWorker(GeventWorker):
             req.must_close = True  # -> "Connection: close"; the client reconnects to a worker with room
         elif self.keepalive_requests and req.req_number >= self.keepalive_requests:
             req.must_close = True
+        estimate = None
         if self._admission is not None and req.method == "POST":
             admission = self._admission
             size = _content_length(req)
-            estimate = admission.admit(size)
-            if estimate is None:
-                # No turn after a shed: it cost the others next to nothing, and its client's next request
-                # cannot be there before it has read this answer (the read yields to the loop anyway).
-                self._last_request[gevent.getcurrent()] = time.monotonic()
-                return self._shed_request(req, sock)
+            # A body larger than MAX_BODY_BYTES is refused (413) by the app without being read: no line for it.
+            if size <= self.max_body_bytes:
+                # Only a received request is work waiting: a body still arriving (a slow client) would otherwise
+                # count by its announced length for as long as it trickles, and shed others meanwhile.
+                if not admission.over_budget():
+                    _receive_body(req, size)
+                estimate = admission.admit(size)
+                if estimate is None:
+                    # No turn after a shed: it cost the others next to nothing, and its client's next request
+                    # cannot be there before it has read this answer (the read yields to the loop anyway).
+                    self._last_request[gevent.getcurrent()] = time.monotonic()
+                    return self._shed_request(req, sock)
         try:
-            if self._admission is not None and req.method == "POST":
+            if estimate is not None:
                 return self._admitted_request(listener_name, req, sock, addr, size, estimate)
             return self._serve(listener_name, req, sock, addr)
         finally:
@@ -279,7 +288,7 @@ class ReviewserveWorker(GeventWorker):
         admission = self._admission
         return (
             admission is not None
-            and admission.waiting_seconds > admission.max_queue_seconds
+            and admission.over_budget()
             and self._excess <= 0  # a connection to close goes through handle_request (Connection: close)
             and self.alive
         )
@@ -398,6 +407,35 @@ def _content_length(req: Any) -> int:
         if name == "CONTENT-LENGTH":
             return int(value)
     return 0
+
+
+def _receive_body(req: Any, length: int) -> None:
+    """Wait until the whole body of ``length`` bytes has arrived, holding it in gunicorn's buffer for the app.
+
+    The bytes already received are read at once (what the app would do first thing); a body still arriving
+    blocks only this greenlet. A client that closes or stalls for ``KEEPALIVE`` seconds meanwhile ends the
+    connection (logged, not scored). A client that waits for ``100 Continue`` sends its body only once the
+    app reads it: left to gunicorn.
+    """
+    for name, value in req.headers:
+        if name == "EXPECT" and value.lower() == "100-continue":
+            return
+    unreader = req.unreader
+    buffer = unreader.buf
+    buffer.seek(0, os.SEEK_END)
+    missing = length - buffer.tell()
+    started = time.perf_counter()
+    while missing > 0:
+        try:
+            chunk = unreader.chunk(missing)
+        except OSError as exc:  # a stall past the socket timeout, a reset
+            shedding.body_not_received(req, time.perf_counter() - started, f"{type(exc).__name__}: {exc}")
+            raise StopIteration() from exc
+        if not chunk:
+            shedding.body_not_received(req, time.perf_counter() - started, None)
+            raise StopIteration()
+        buffer.write(chunk)
+        missing -= len(chunk)
 
 
 def _waits_on(client: Any) -> bool:
