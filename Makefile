@@ -64,7 +64,7 @@ bench-slow: install-dev ## 256 slow connections vs normal requests -> docs/bench
 bench-overload: install-dev ## Open-loop overload (1x,1.5x,2x,4x capacity; 2 rounds, ~25 min) vs peers -> docs/benchmarks.md
 	$(BIN)/python -m benchmarks.overload $(BENCH_ARGS)
 
-bench-soak: install-dev ## Soak at c=32, mixed traffic, recycling on (DURATION=3600: the hour; default 600 s) -> docs/benchmarks.md
+bench-soak: install-dev ## Soak at c=8, mixed traffic, recycling on (DURATION=3600: the hour; default 600 s) -> docs/benchmarks.md
 	$(BIN)/python -m benchmarks.soak $(if $(DURATION),--seconds $(DURATION)) $(BENCH_ARGS)
 
 bench-stream: install-dev ## Streaming (~4 min): in-process vs end-to-end messages/s, 1 and 2 consumers, latency
