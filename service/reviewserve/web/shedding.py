@@ -133,28 +133,43 @@ def client_gone(sock: Any) -> bool:
 
 
 class ShedLog:
-    """Counts sheds and logs them as a summary every :data:`SUMMARY_SECONDS`, not one line per request."""
+    """Counts sheds and logs them: the first of a burst at once, then at most one summary line every
+    :data:`SUMMARY_SECONDS`, and what is left unreported when the worker exits (a recycled worker may live less).
+    """
 
     def __init__(self) -> None:
         self.unreported = 0
-        self.since = time.monotonic()
+        self.first = 0.0  # when the first unreported shed happened (monotonic)
+        self.logged = float("-inf")  # when the last line was written
+        self.last = (0.0, 0, 0.0)  # MAX_QUEUE_MS, requests waiting and their estimated seconds at the last shed
 
     def shed(self, max_queue_ms: float, waiting: int, waiting_seconds: float) -> None:
         """Record one shed request (``waiting`` requests, estimated at ``waiting_seconds``, were in line)."""
         SHED.inc()
-        self.unreported += 1
         now = time.monotonic()
-        if now - self.since >= SUMMARY_SECONDS:
-            log.warning(
-                "overloaded: shed %d requests in %.0f s (more than MAX_QUEUE_MS=%g ms of work waiting; "
-                "last: %d requests, %.1f ms)",
-                self.unreported,
-                now - self.since,
-                max_queue_ms,
-                waiting,
-                waiting_seconds * 1000,
-            )
-            self.unreported, self.since = 0, now
+        if not self.unreported:
+            self.first = now
+        self.unreported += 1
+        self.last = (max_queue_ms, waiting, waiting_seconds)
+        if now - self.logged >= SUMMARY_SECONDS:
+            self.flush(now)
+
+    def flush(self, now: float | None = None) -> None:
+        """Log the sheds not reported yet (none: nothing)."""
+        if not self.unreported:
+            return
+        now = time.monotonic() if now is None else now
+        max_queue_ms, waiting, waiting_seconds = self.last
+        log.warning(
+            "overloaded: shed %d request(s) in %.1f s (more than MAX_QUEUE_MS=%g ms of work waiting; "
+            "last: %d requests, %.1f ms)",
+            self.unreported,
+            now - self.first,
+            max_queue_ms,
+            waiting,
+            waiting_seconds * 1000,
+        )
+        self.unreported, self.logged = 0, now
 
 
 def abandoned(req: Any, rid: str, waited: float) -> None:

@@ -353,6 +353,7 @@ class ReviewserveWorker(GeventWorker):
         self._drain(servers)
         # Exit here rather than through interpreter teardown, where gevent's patched threading module is
         # already gone and logging's weakref callbacks print "Exception ignored" tracebacks at every recycle.
+        self._shed_log.flush()
         self.log.info("Worker exiting (pid: %s)", self.pid)
         logging.shutdown()
         sys.stdout.flush()
