@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -99,6 +100,29 @@ def schedule(capacity: float, multipliers: list[float], seconds: float, recovery
     return ",".join(phases)
 
 
+def split_cpus(spec: str, available: set[int]) -> tuple[frozenset[int] | None, frozenset[int]]:
+    """(the server's CPUs or None for no pinning, the generator's CPUs) from ``--server-cpus``.
+
+    Pinned apart, the load generator (Python, up to a core at the highest rates) does not take the server's CPU
+    time: the server runs as in a pod of that many CPUs (reviewserve's ``WORKERS`` default follows), the
+    generator as on another machine.
+    """
+    cpus = sorted(available)
+    if spec == "all" or (spec == "auto" and len(cpus) < 2):
+        return None, frozenset(cpus)
+    if spec == "auto":
+        server = frozenset(cpus[len(cpus) // 2 :])
+    else:
+        try:
+            server = frozenset(int(c) for c in spec.split(","))
+        except ValueError as exc:
+            raise click.BadParameter(f"--server-cpus {spec!r}: a comma-separated list of CPUs, auto or all") from exc
+    others = frozenset(cpus) - server
+    if not server <= set(cpus) or not others:
+        raise click.BadParameter(f"--server-cpus {spec}: must be some, not all, of the CPUs {cpus}")
+    return server, others
+
+
 def _target(name: str, smoke: bool, work: Path, log: Path, sample: str, batch: list[str]) -> servers.Target:
     if name == "reviewserve":
         return servers.reviewserve(sample, batch, work)
@@ -164,6 +188,13 @@ def measure(
 @click.option("--max-connections", type=int, default=4000, show_default=True, help="Generator's connection cap.")
 @click.option("--ready-period", type=float, default=1.0, show_default=True, help="Readiness poll period (s).")
 @click.option("--ready-timeout", type=float, default=2.0, show_default=True, help="Readiness poll timeout (s).")
+@click.option(
+    "--server-cpus",
+    default="auto",
+    show_default=True,
+    help="CPUs the server is pinned to, e.g. '1' or '2,3'; the generator, wrk and the probes get the others. "
+    "auto: the upper half of this process's CPUs when it has 2 or more; all: no pinning.",
+)
 @click.option("--rounds", type=int, default=2, show_default=True, help="Rounds; the server order alternates.")
 @click.option("--smoke", is_flag=True, help="Seconds-long: 2 s loads, reviewserve and plain from the project venv.")
 @click.option("--results", type=click.Path(path_type=Path), default=RESULTS / "overload.json", show_default=True)
@@ -172,7 +203,7 @@ def measure(
 def main(
     seconds: float, recovery: float, multipliers: str, server_names: str, capacity_seconds: float,
     capacity_connections: int, warmup: float, timeout: float, max_connections: int, ready_period: float,
-    ready_timeout: float, rounds: int, smoke: bool, results: Path, doc: Path, work: Path,
+    ready_timeout: float, server_cpus: str, rounds: int, smoke: bool, results: Path, doc: Path, work: Path,
 ) -> None:  # fmt: skip
     """Run the overload benchmark and write the results, the report section and the plot."""
     names = [n for n in server_names.split(",") if n]
@@ -182,7 +213,11 @@ def main(
     unknown = set(names) - set(ALL_SERVERS)
     if unknown:
         raise click.BadParameter(f"unknown servers {sorted(unknown)}; known: {', '.join(ALL_SERVERS)}")
+    pinned, generator_cpus = split_cpus(server_cpus, os.sched_getaffinity(0))
+    if pinned is not None:
+        os.sched_setaffinity(0, generator_cpus)  # inherited by wrk and the generator; each server gets ``pinned``
     opts = {
+        "server_cpus": sorted(pinned) if pinned is not None else None, "generator_cpus": sorted(generator_cpus),
         "seconds": seconds, "recovery": recovery, "multipliers": [float(m) for m in multipliers.split(",")],
         "capacity_seconds": capacity_seconds, "capacity_connections": capacity_connections, "warmup": warmup,
         "timeout": timeout, "max_connections": max_connections, "ready_period": ready_period,
@@ -200,6 +235,7 @@ def main(
         for name in names if round_no % 2 else list(reversed(names)):
             click.echo(f"round {round_no}: {name}...")
             target = _target(name, smoke, work, log, sample, corpus[:32])
+            target.cpus = pinned
             runs.append({"round": round_no, **measure(target, corpus, opts, log, work)})
     info["load_average_end"] = machine.load_average()
     data = {

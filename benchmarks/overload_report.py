@@ -302,7 +302,13 @@ def section(data: dict, doc: Path) -> list[str]:
         f"each overload ({', '.join(f'{x:g}x' for x in s['multipliers'] if x > 1)}) for {s['seconds']:g} s "
         f"followed by {s['recovery']:g} s at 1.0x (`after Nx`).",
         f"- Bodies: single reviews, each request the next of {s['texts']}. Servers as shipped "
-        "(reviewserve: `make run` defaults), one at a time, on the same model; the generator shares the cores.",
+        "(reviewserve: `make run` defaults), one at a time, on the same model; "
+        + (
+            f"each server pinned to CPU(s) {s['server_cpus']} (as a pod of {len(s['server_cpus'])} CPU: "
+            f"reviewserve's `WORKERS` default follows), the generator, wrk and the probes to {s['generator_cpus']}."
+            if s.get("server_cpus")
+            else "the generator shares the cores."
+        ),
         f"- Counted: goodput = 200s per second; p99 of the 200s; shed = 503 whose JSON error is "
         f"`\"code\": \"overloaded\"`; socket errors = refused/reset/closed plus timeouts ({s['timeout']:g} s); "
         f"unsent = the generator's {s['max_connections']} connections all busy (the server stopped answering); "

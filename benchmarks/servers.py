@@ -53,6 +53,7 @@ class Target:
     single_for: Callable[[str], tuple[str, str]] | None = None  # (path, body) of a one-review request for a text
     ready_path: str | None = None  # readiness endpoint polled during the overload benchmark
     ready_port: int | None = None  # its port, when not the serving port
+    cpus: frozenset[int] | None = None  # pinned to these CPUs (its workers default to their count); None: all
 
     @property
     def url(self) -> str:
@@ -84,6 +85,7 @@ def started(target: Target, log: Path) -> Iterator[subprocess.Popen[bytes]]:
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: stopped whole, found whole for PSS
+            preexec_fn=(lambda: os.sched_setaffinity(0, target.cpus)) if target.cpus else None,
         )
     try:
         _wait_answering(target, process)
