@@ -72,6 +72,7 @@ def test_a_postgresql_restart_mid_job_is_ridden_out_with_one_prediction_per_row(
     assert [r["attempt"] for r in retries] == list(range(1, len(retries) + 1))  # one line per attempt
     assert run.summary["exit_code"] == 0 and run.summary["retries"] == len(retries)
     assert prediction_counts(url) == {"rows": rows, "ids": rows, "duplicates": 0}
+    print(f"restart mid-job: exit 0 after {len(retries)} retry attempt(s); {prediction_counts(url)}")
 
 
 def test_a_postgresql_outage_longer_than_the_window_exits_1_then_a_rerun_is_exact(own_pg: servers.Postgres) -> None:
@@ -98,6 +99,10 @@ def test_a_postgresql_outage_longer_than_the_window_exits_1_then_a_rerun_is_exac
     assert rerun.returncode == 0, rerun.stderr
     assert (rerun.summary["read"], rerun.summary["skipped"]) == (rows - partial["rows"], partial["rows"])
     assert prediction_counts(url) == {"rows": rows, "ids": rows, "duplicates": 0}
+    print(
+        f"outage past --retry-for 3: exit 1 ({error_lines[0]!r}) with {partial['rows']} rows committed; "
+        f"rerun read {rerun.summary['read']}, skipped {rerun.summary['skipped']}: {prediction_counts(url)}"
+    )
 
 
 def _hold_write_lock(path: Path, seconds: float) -> None:
