@@ -10,7 +10,13 @@ from benchmarks import overload_report
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-NAMES = {"peers": "peers.json", "slow": "slow_clients.json", "soak": "soak.json", "overload": "overload.json"}
+NAMES = {
+    "peers": "peers.json",
+    "slow": "slow_clients.json",
+    "soak": "soak.json",
+    "soak_no_recycling": "soak-no-recycling.json",
+    "overload": "overload.json",
+}
 
 # issue 6 targets on single-review /predict: reviewserve / peer requests/s at a level must reach the factor
 RATIO_TARGETS = [("plain", 8, 2.0), ("mlserver", 8, 3.0), ("seed", 8, 4.0), ("plain", 1, 1.0), ("plain", 32, 1.0)]
@@ -324,7 +330,7 @@ def _slow_section(data: dict) -> list[str]:
     return out
 
 
-def _soak_section(data: dict, doc_folder: Path | None = None) -> list[str]:
+def _soak_section(data: dict, doc_folder: Path | None = None, plot_name: str = "soak.png") -> list[str]:
     r = data["result"]
     s = data["settings"]
     out = [
@@ -371,7 +377,7 @@ def _soak_section(data: dict, doc_folder: Path | None = None) -> list[str]:
         "",
     ]
     if r.get("samples"):
-        out += _soak_samples(data, doc_folder)
+        out += _soak_samples(data, doc_folder, plot_name)
     return out
 
 
@@ -389,7 +395,7 @@ SOAK_COLUMNS = (
 )
 
 
-def _soak_samples(data: dict, doc_folder: Path | None) -> list[str]:
+def _soak_samples(data: dict, doc_folder: Path | None, plot_name: str = "soak.png") -> list[str]:
     """The per-minute table of what must stay flat, first vs last, and the plot."""
     r = data["result"]
     rows = r["samples"]
@@ -409,7 +415,8 @@ def _soak_samples(data: dict, doc_folder: Path | None) -> list[str]:
         out += [f"| {title} | {first.get(key)} | {last.get(key)} |" for key, title in SOAK_COLUMNS[2:]]
         out += [""]
     if doc_folder is not None:
-        name = plot_soak(rows, doc_folder / "benchmarks")
+        recycling = data["settings"].get("max_requests", 1) != 0
+        name = plot_soak(rows, doc_folder / "benchmarks", plot_name, recycling)
         out += [f"![soak: flat over time](benchmarks/{name})", ""]
     out += ["| " + " | ".join(title for _, title in SOAK_COLUMNS) + " |", "|" + "---|" * len(SOAK_COLUMNS)]
     out += ["| " + " | ".join(str(row.get(key)) for key, _ in SOAK_COLUMNS) + " |" for row in rows]
@@ -417,7 +424,7 @@ def _soak_samples(data: dict, doc_folder: Path | None) -> list[str]:
     return out
 
 
-def plot_soak(rows: list[dict], folder: Path) -> str:
+def plot_soak(rows: list[dict], folder: Path, name: str = "soak.png", recycling: bool = True) -> str:
     """Four panels over time: RSS, open files, metrics folder, /metrics time and p99 (PNG); returns its name."""
     import matplotlib
 
@@ -442,21 +449,22 @@ def plot_soak(rows: list[dict], folder: Path) -> str:
         ax.legend(fontsize=8)
     for ax in axes[1]:
         ax.set_xlabel("minutes into the soak")
-    fig.suptitle("Soak with worker recycling: sampled while the load runs")
+    fig.suptitle(f"Soak {'with' if recycling else 'without'} worker recycling: sampled while the load runs")
     fig.tight_layout()
-    fig.savefig(folder / "soak.png", dpi=110)
+    fig.savefig(folder / name, dpi=110)
     plt.close(fig)
-    return "soak.png"
+    return name
 
 
 def write(
     doc: Path, peers: dict | None = None, slow: dict | None = None, soak: dict | None = None,
-    overload: dict | None = None,
+    overload: dict | None = None, soak_no_recycling: dict | None = None,
 ) -> None:  # fmt: skip
     """Render docs/benchmarks.md from the given results (or the committed ones)."""
     peers = peers or load("peers")
     slow = slow or load("slow")
     soak = soak or load("soak")
+    soak_no_recycling = soak_no_recycling or load("soak_no_recycling")
     overload = overload or load("overload")
     out = [
         "# Benchmarks",
@@ -474,6 +482,15 @@ def write(
     out += _slow_section(slow) if slow else ["Not run yet.", ""]
     out += ["## Soak with worker recycling (`make bench-soak`)", ""]
     out += _soak_section(soak, doc.parent) if soak else ["Not run yet.", ""]
+    if soak_no_recycling:
+        out += [
+            "### Without recycling (`MAX_REQUESTS=0`, the default)",
+            "",
+            "The same soak with workers never recycled: each worker's RSS over its whole life, the evidence for "
+            "the default (docs/configuration.md, \"Worker recycling\").",
+            "",
+        ]
+        out += _soak_section(soak_no_recycling, doc.parent, "soak-no-recycling.png")
     out += ["## Overload: open-loop arrival rates above capacity (`make bench-overload`)", ""]
     out += overload_report.section(overload, doc) if overload else ["Not run yet.", ""]
     doc.parent.mkdir(parents=True, exist_ok=True)

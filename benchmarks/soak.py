@@ -35,6 +35,7 @@ from reviewserve.web.metricsdir import usage
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "soak.json"
+RESULTS_NO_RECYCLING = ROOT / "benchmarks" / "results" / "soak-no-recycling.json"  # --max-requests 0
 V2 = servers.V2_PATH
 
 
@@ -177,7 +178,13 @@ def _sample(at: float, master: int, metrics_dir: Path, watch: MetricsWatch, tall
     help="MAX_QUEUE_MS (shedding budget); default as shipped. 0 turns shedding off.",
 )
 @click.option("--sample-seconds", type=float, default=60.0, show_default=True, help="Seconds between samples.")
-@click.option("--results", type=click.Path(path_type=Path), default=RESULTS, show_default=True)
+@click.option(
+    "--results",
+    type=click.Path(path_type=Path),
+    default=None,
+    help=f"Results JSON [default: {RESULTS.relative_to(ROOT)}, or {RESULTS_NO_RECYCLING.relative_to(ROOT)} "
+    "with --max-requests 0].",
+)
 @click.option("--doc", type=click.Path(path_type=Path), default=ROOT / "docs" / "benchmarks.md", show_default=True)
 @click.option("--work", type=click.Path(path_type=Path), default=ROOT / ".bench" / "soak", show_default=True)
 def main(
@@ -187,7 +194,7 @@ def main(
     jitter: int,
     max_queue_ms: float | None,
     sample_seconds: float,
-    results: Path,
+    results: Path | None,
     doc: Path,
     work: Path,
 ) -> None:
@@ -277,7 +284,9 @@ def main(
         "counter_decrease_count": len(watch.decreases),
     }
     data = {
-        "command": "make bench-soak" + (f" DURATION={seconds:g}" if seconds != 600 else ""),
+        "command": "make bench-soak"
+        + (f" DURATION={seconds:g}" if seconds != 600 else "")
+        + (' BENCH_ARGS="--max-requests 0"' if max_requests == 0 else ""),
         "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(started)),
         "load_average_start": load_start,
         "settings": {
@@ -293,9 +302,14 @@ def main(
         },
         "result": result,
     }
+    if results is None:
+        results = RESULTS_NO_RECYCLING if max_requests == 0 else RESULTS
     results.parent.mkdir(parents=True, exist_ok=True)
     results.write_text(json.dumps(data, indent=1) + "\n")
-    report.write(doc, soak=data)
+    if max_requests == 0:
+        report.write(doc, soak_no_recycling=data)
+    else:
+        report.write(doc, soak=data)
     brief = {k: v for k, v in result.items() if k not in ("rss_samples", "per_worker", "samples")}
     click.echo(json.dumps(brief, indent=1))
     click.echo(f"wrote {results} and {doc}")
