@@ -104,7 +104,7 @@ class Settings(BaseSettings):
         "of estimated work waiting (0: never shed).",
     )
     retry_after_seconds: int = Field(1, ge=0, description="Retry-After of a shed request's 503, seconds.")
-    max_requests: int = Field(10_000, ge=0, description="Requests after which a worker is recycled (0: never).")
+    max_requests: int = Field(0, ge=0, description="Requests after which a worker is recycled (0: never).")
     max_requests_jitter: int = Field(1000, ge=0, description="Random spread on max_requests.")
 
     @property
