@@ -215,10 +215,11 @@ def main(
     busiest_shares: list[float] = []
     with servers.started(target, log) as process:
         # the readiness probe's POST is counted by the server too: start from the server's own count
-        base = _metric_sum(_get(target.url + "/metrics"), "flask_http_request_total", method="POST")
-        base_predictions = _metric_sum(_get(target.url + "/metrics"), "reviewserve_predictions_total")
-        base_req_reviews = _metric_sum(_get(target.url + "/metrics"), "reviewserve_request_reviews_count")
-        base_shed = _metric_sum(_get(target.url + "/metrics"), "reviewserve_requests_shed_total")
+        before = _get(target.url + "/metrics")
+        base = _metric_sum(before, "flask_http_request_total", method="POST")
+        base_predictions = _metric_sum(before, "reviewserve_predictions_total")
+        base_req_reviews = _metric_sum(before, "reviewserve_request_reviews_count")
+        base_shed = _metric_sum(before, "reviewserve_requests_shed_total")
         workers = int(target.env.get("WORKERS") or len(os.sched_getaffinity(0)))  # the server's default
         logs = LogFollower(log)
         watch = MetricsWatch(target.url)

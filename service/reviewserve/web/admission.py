@@ -48,7 +48,7 @@ class AdmissionQueue:
 
     def admit(self, size: int) -> float | None:
         """Let a request of ``size`` bytes join the line: its estimate, or None to shed it."""
-        if self.waiting_seconds > self.max_queue_seconds:
+        if self.over_budget():
             return None
         estimate = self.estimate(size)
         self.waiting_seconds += estimate

@@ -172,38 +172,33 @@ class ShedLog:
         self.unreported, self.logged = 0, now
 
 
-def abandoned(req: Any, rid: str, waited: float) -> None:
-    """Record a request whose client left while it waited (logged like nginx's 499)."""
-    ABANDONED.inc()
+def _log_unscored(req: Any, rid: str, waited: float, status: int, outcome: str) -> None:
+    """An access-log line for a request that was not scored (the shape of the app's request lines)."""
     access_log.info(
         "request",
         extra={
             "method": req.method,
             "path": req.path,
-            "status": 499,
+            "status": status,
             "duration_ms": round(waited * 1000, 3),
             "request_id": rid,
             "reviews": 0,
-            "outcome": "client closed the connection while the request waited; not scored",
+            "outcome": outcome,
         },
     )
+
+
+def abandoned(req: Any, rid: str, waited: float) -> None:
+    """Record a request whose client left while it waited (logged like nginx's 499)."""
+    ABANDONED.inc()
+    _log_unscored(req, rid, waited, 499, "client closed the connection while the request waited; not scored")
 
 
 def body_not_received(req: Any, waited: float, error: str | None) -> None:
     """Record a request whose body never arrived: the client closed (``error`` None: 499) or stalled (408)."""
     if error is None:
         ABANDONED.inc()
-    access_log.info(
-        "request",
-        extra={
-            "method": req.method,
-            "path": req.path,
-            "status": 499 if error is None else 408,
-            "duration_ms": round(waited * 1000, 3),
-            "request_id": request_id(req),
-            "reviews": 0,
-            "outcome": "client closed the connection before sending the whole body; not scored"
-            if error is None
-            else f"request body not received ({error}); connection closed, not scored",
-        },
-    )
+        status, outcome = 499, "client closed the connection before sending the whole body; not scored"
+    else:
+        status, outcome = 408, f"request body not received ({error}); connection closed, not scored"
+    _log_unscored(req, request_id(req), waited, status, outcome)
