@@ -83,9 +83,25 @@ def _load(url: str, stop: threading.Event, failures: list[str], timeout: float =
                 failures.append(repr(exc))
 
 
+def _age_seconds(pid: int) -> float:
+    """How long process ``pid`` has existed (its start time in /proc), or 0 when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            started_ticks = int(stat.read().rsplit(")", 1)[1].split()[19])  # field 22: starttime
+        with open("/proc/uptime") as uptime:
+            return float(uptime.read().split()[0]) - started_ticks / os.sysconf("SC_CLK_TCK")
+    except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+        return 0.0
+
+
+# A new worker gets its share within about a second: the survivor sees it in the balance table, stops
+# accepting and closes its excess connections after their current response. Windows start after that.
+SETTLE_SECONDS = 1.5
+
+
 def test_recycling_keeps_every_worker_busy(server_factory) -> None:
-    """2 workers recycled every 600 requests under 8 keep-alive clients: each live worker keeps its share."""
-    server: Server = server_factory(workers=2, MAX_REQUESTS="600", MAX_REQUESTS_JITTER="0")
+    """2 workers recycled every 2,000 requests under 8 keep-alive clients: each live worker keeps its share."""
+    server: Server = server_factory(workers=2, MAX_REQUESTS="2000", MAX_REQUESTS_JITTER="0")
     stop = threading.Event()
     failures: list[str] = []
     clients = [
@@ -99,21 +115,25 @@ def test_recycling_keeps_every_worker_busy(server_factory) -> None:
         while server.log().count("Booting worker with pid") < 5:  # exited workers' files are folded away
             assert time.monotonic() < deadline, f"fewer than 3 recycles in 90 s: {server.log()[-2000:]}"
             time.sleep(0.2)
-        # Phase 2: windows of ~150 requests during which the same two workers stay alive.
+        # Phase 2: windows of ~150 requests during which the same two settled workers stay alive.
         windows: list[dict[int, int]] = []
         deadline = time.monotonic() + 60
         while len(windows) < 3 and time.monotonic() < deadline:
             live_before = set(server.worker_pids())
+            if len(live_before) != 2 or min(_age_seconds(pid) for pid in live_before) < SETTLE_SECONDS:
+                time.sleep(0.05)  # a worker just forked: its share is still being handed over
+                continue
             before = counts_from_metrics_dir(server.metrics_dir)
             # Only the workers alive at the start count: a worker recycled meanwhile is folded away, and its
             # files (and their counts) leave the folder.
-            while sum(n - before.get(p, 0) for p, n in counts_from_metrics_dir(server.metrics_dir).items()
-                      if p in live_before) < 150:
+            # A window in which either worker is recycled is dropped (both may go, leaving no one to count).
+            while live_before <= set(server.worker_pids()) and time.monotonic() < deadline:
+                after = counts_from_metrics_dir(server.metrics_dir)
+                if sum(after.get(pid, 0) - before.get(pid, 0) for pid in live_before) >= 150:
+                    if live_before <= set(server.worker_pids()):  # no recycle inside the window
+                        windows.append({pid: after[pid] - before[pid] for pid in live_before})
+                    break
                 time.sleep(0.02)
-            after = counts_from_metrics_dir(server.metrics_dir)
-            live = live_before & set(server.worker_pids())
-            if len(live) == 2:  # no recycle inside the window
-                windows.append({pid: after[pid] - before[pid] for pid in live})
     finally:
         stop.set()
         for thread in clients:
