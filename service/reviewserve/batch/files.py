@@ -366,9 +366,9 @@ class FileStore:
                 if self._marker(path) is not None:  # finished by another job since the plan
                     continue
                 for attempt in range(1, MAX_READS + 1):
-                    before = self.fs.info(path)
+                    before = self._fresh_info(path)
                     yield from self._score_file(path, size, claim)
-                    after = self.fs.info(path)
+                    after = self._fresh_info(path)
                     if _version(after) == _version(before):
                         self._publish(path, before)
                         break
@@ -379,6 +379,12 @@ class FileStore:
             finally:
                 self._discard()
                 claim.release()
+
+    def _fresh_info(self, path: str) -> dict[str, Any]:
+        """The input's size and ETag/mtime now: object stores answer ``info`` from the listing cached by
+        the glob, which would hide a change made while the input was read."""
+        self.fs.invalidate_cache(path)
+        return self.fs.info(path)
 
     def claim_path(self, path: str) -> str:
         """The claim (lease) file of input ``path``."""
