@@ -61,6 +61,14 @@ def test_an_id_column_that_is_not_a_unique_key_is_refused_on_both_databases(db_u
     assert not inspect(engine).has_table("predictions")  # refused before anything was created
     engine.dispose()
 
+    # A partial unique index is no key: rows outside its condition share an id (issue 18 item 4).
+    execute_sql(db_url, "CREATE TABLE partial (id integer, text text, active integer)",
+             "CREATE UNIQUE INDEX partial_id ON partial (id) WHERE active = 1",
+             "INSERT INTO partial VALUES (1, 'great phone', 1), (1, 'awful phone', 0), (2, 'fine', 1)")  # fmt: skip
+    run = score_in_process("--source", db_url, "--table", "partial", "--predictions-table", "partial_predictions")
+    assert run.returncode == 1, run.stderr
+    assert "--id-column 'id' is not a unique key of table 'partial'" in run.stderr and "WHERE" in run.stderr
+
     # A unique index on the column (not the primary key) is a key: accepted.
     execute_sql(db_url, "CREATE TABLE other (rid integer, body text)", "CREATE UNIQUE INDEX other_rid ON other (rid)",
              "INSERT INTO other VALUES (1, 'great phone'), (2, 'awful phone')")  # fmt: skip

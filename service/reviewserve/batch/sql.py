@@ -186,12 +186,25 @@ def sources_table(metadata: MetaData) -> Table:
 
 
 def unique_key_columns(engine: Engine, table: str, schema: str | None = None) -> list[list[str]]:
-    """The column lists of the table's primary key, unique constraints and unique indexes (reflected)."""
+    """The column lists of the table's primary key, unique constraints and unique indexes (reflected).
+
+    A partial unique index (``... WHERE``) is left out: rows outside its condition may share an id.
+    """
     inspector = inspect(engine)
     keys = [inspector.get_pk_constraint(table, schema=schema).get("constrained_columns") or []]
     keys += [c["column_names"] for c in inspector.get_unique_constraints(table, schema=schema)]
-    keys += [i["column_names"] for i in inspector.get_indexes(table, schema=schema) if i.get("unique")]
+    keys += [
+        i["column_names"]
+        for i in inspector.get_indexes(table, schema=schema)
+        if i.get("unique") and not _partial(i)
+    ]
     return [list(k) for k in keys if k]
+
+
+def _partial(index: dict[str, Any]) -> bool:
+    """Whether a reflected index has a WHERE condition (``postgresql_where``, ``sqlite_where``)."""
+    options = index.get("dialect_options") or {}
+    return any(key.endswith("_where") and value is not None for key, value in options.items())
 
 
 @dataclass(frozen=True)
@@ -257,7 +270,7 @@ class SqlStore:
         if [id_column] not in unique_key_columns(self.engine, table):
             raise SourceError(
                 f"--id-column {id_column!r} is not a unique key of table {table!r} (no PRIMARY KEY, UNIQUE "
-                f"constraint or unique index on it alone): rows sharing an id would share one result. "
+                f"constraint or unique index on it alone, without a WHERE): rows sharing an id would share one result. "
                 f"Add one (CREATE UNIQUE INDEX ... ON {table} ({id_column})) or name a unique column."
             )
         self.source_name = table
