@@ -161,34 +161,59 @@ def _is_free(port: int) -> bool:
 
 @pytest.fixture
 def cluster_node(tmp_path: Path) -> Iterator[str]:
-    """A real cluster-enabled redis-server (`--cluster-enabled yes`); its URL."""
+    """A real 3-node Redis Cluster (`--cluster-enabled yes`, slots shared out by `redis-cli --cluster
+    create`, state ok); the URL of its first node."""
     binary = REDIS_SERVER if Path(REDIS_SERVER).exists() else shutil.which("redis-server")
     if binary is None:
         missing_tool("redis-server", "redis-server")
-    # The cluster bus listens on port + 10000: both must be free, so the port must be at most 55535.
-    port = next(p for p in iter(free_port, None) if p <= 55535 and _is_free(p + 10000))
-    cmd = [binary, "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes", "--save", ""]
-    cmd += ["--cluster-config-file", str(tmp_path / "nodes.conf"), "--dir", str(tmp_path), "--appendonly", "no"]
-    process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    client = redis.Redis(port=port)
-
-    def answers() -> bool:
-        try:
-            return bool(client.ping())
-        except redis.ConnectionError:
-            return False
-
+    cli = str(Path(binary).with_name("redis-cli")) if Path(binary).with_name("redis-cli").exists() else "redis-cli"
+    if shutil.which(cli) is None:
+        missing_tool("redis-cli", "redis-tools")
+    ports: list[int] = []
+    for port in iter(free_port, None):  # the cluster bus listens on port + 10000: both must be free
+        if port <= 55535 and _is_free(port + 10000) and port not in ports:
+            ports.append(port)
+        if len(ports) == 3:
+            break
+    processes = []
     try:
-        wait_until(answers, 20, "the cluster node to answer")
-        assert client.info("cluster")["cluster_enabled"] == 1
-        yield f"redis://127.0.0.1:{port}/0"
+        for port in ports:
+            folder = tmp_path / f"node-{port}"
+            folder.mkdir()
+            cmd = [binary, "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes", "--save", ""]
+            cmd += ["--cluster-config-file", str(folder / "nodes.conf"), "--dir", str(folder), "--appendonly", "no"]
+            processes.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT))
+        clients = [redis.Redis(port=port) for port in ports]
+
+        def answer() -> bool:
+            try:
+                return all(client.ping() for client in clients)
+            except redis.ConnectionError:
+                return False
+
+        wait_until(answer, 20, "the cluster nodes to answer")
+        create = [cli, "--cluster", "create", *(f"127.0.0.1:{port}" for port in ports), "--cluster-replicas", "0"]
+        done = subprocess.run([*create, "--cluster-yes"], capture_output=True, text=True, timeout=60, check=False)
+        assert done.returncode == 0, done.stdout + done.stderr
+
+        def formed() -> bool:
+            return all(
+                c.cluster("info")["cluster_state"] == "ok" and int(c.cluster("info")["cluster_known_nodes"]) == 3
+                for c in clients
+            )
+
+        wait_until(formed, 30, "the cluster to form")
+        assert int(clients[0].cluster("info")["cluster_slots_assigned"]) == 16384
+        yield f"redis://127.0.0.1:{ports[0]}/0"
     finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=20)
+        for process in processes:
+            process.send_signal(signal.SIGTERM)
+        for process in processes:
+            process.wait(timeout=20)
 
 
 def test_redis_cluster_is_refused_at_start(cluster_node: str) -> None:
-    """Item 15: produce, consume and groups refuse a Redis Cluster with a clear message (no retry loop)."""
+    """Item 15: produce, consume and groups refuse a real 3-node Redis Cluster with a clear message (no retry loop)."""
     env = {"MODEL_PATH": str(MODEL_DIR), "PATH": "/usr/bin:/bin", "REDIS_URL": cluster_node}
     for args in (["produce"], ["consume", "--group", "g", "--consumer", "c"], ["groups"]):
         proc = subprocess.run(
@@ -198,4 +223,7 @@ def test_redis_cluster_is_refused_at_start(cluster_node: str) -> None:
         assert proc.returncode == 1, (args, proc.stdout, proc.stderr)
         assert "is a Redis Cluster node (cluster_enabled:1): not supported" in proc.stderr, proc.stderr
         assert "Traceback" not in proc.stderr
-    assert Counter(redis.Redis.from_url(cluster_node).keys()) == Counter(), "nothing was written"
+    ports = [int(node.split(":")[1].split("@")[0]) for node in redis.Redis.from_url(cluster_node).cluster("nodes")]
+    assert len(ports) == 3, ports
+    for port in ports:
+        assert Counter(redis.Redis(port=port).keys()) == Counter(), "nothing was written on any node"
