@@ -122,6 +122,41 @@ def test_network_policy_egress_dns_and_extra_rules(kit: Any) -> None:
     assert closed["spec"]["egress"] == []
 
 
+def _egress_ports(policy: dict[str, Any]) -> set[int]:
+    """TCP ports the policy lets the pods reach, DNS left out."""
+    return {p["port"] for r in policy["spec"]["egress"] for p in r.get("ports", []) if p["port"] != 53}
+
+
+STORE = "httpRoute.enabled=true"  # canary/shadow need the route
+
+
+@pytest.mark.parametrize(
+    ("sets", "ports"),
+    [
+        (("model.uri=s3://models/review-sentiment/2",), {443}),  # AWS S3
+        (("model.uri=s3://models/rs/2", "model.s3EndpointUrl=http://minio.storage:9000"), {9000}),
+        (("model.uri=s3://models/rs/2", "model.s3EndpointUrl=http://minio.storage"), {80}),
+        (("model.uri=https://models.example/rs/2",), {443}),
+        (("model.uri=http://models.example:8080/rs/2",), {8080}),
+        (("model.uri=http://[fd00::5]:8081/rs/2",), {8081}),
+        ((STORE, "canary.enabled=true", "canary.model.uri=http://models.example:8081/rs/3"), {8081}),
+        ((STORE, "model.uri=s3://m/rs/2", "shadow.enabled=true", "canary.model.uri=https://m.example/rs/3"), {443}),
+        (("model.uri=/opt/models/rs",), set()),  # a folder in the image: no store
+        ((), set()),  # the image's model
+        (("model.uri=s3://m/rs/2", "networkPolicy.allowModelStore=false"), set()),  # the user's own rules
+    ],
+)  # fmt: skip
+def test_network_policy_lets_the_pods_fetch_their_model(kit: Any, sets: tuple[str, ...], ports: set[int]) -> None:
+    """Item 1: with model.uri (or the canary's) on a store, the policy lets the pods reach the store's port
+    (from the URI, or model.s3EndpointUrl for s3://): with DNS only, the model would be unreachable and
+    the pods unready for ever. A model folder in the image opens nothing."""
+    policy = kit.one(kit.render(sets=("networkPolicy.enabled=true", *sets)), "NetworkPolicy")
+    assert _egress_ports(policy) == ports, policy["spec"]["egress"]
+    store_rules = [r for r in policy["spec"]["egress"] if _egress_ports({"spec": {"egress": [r]}})]
+    assert all(not r.get("to") and {p["protocol"] for p in r["ports"]} == {"TCP"} for r in store_rules)
+    _validate(policy)
+
+
 # ------------------------------------------------------------------- 2 KEDA ---
 
 KEDA_SETS = (
