@@ -351,6 +351,10 @@ def test_ingress_off_by_default(kit: Any) -> None:
     assert not kit.by_kind(kit.render(), "Ingress")
     kind = kit.render((KIND_VALUES,))
     assert not kit.by_kind(kind, "Ingress") and kit.by_kind(kind, "HTTPRoute")
+    # The chart README said the default Ingress answered any host name; it says both are off.
+    readme = re.sub(r"\s+", " ", (kit.chart / "README.md").read_text())
+    assert "With the default values the Ingress" not in readme
+    assert "the Ingress (`ingress.enabled`) and the HTTPRoute (`httpRoute.enabled`) are both off" in readme
 
 
 @pytest.mark.parametrize("values", [(), (KIND_VALUES,)])
