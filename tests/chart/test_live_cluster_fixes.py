@@ -407,27 +407,40 @@ def test_refused_model_pod_stays_up_and_unready_under_the_charts_probes(
         handle.seek(64)
         handle.write(b"evil")
     server = server_factory(wait=False, MODEL_PATH=str(model_copy))
+    def probe_url(kind: str) -> str:
+        """The probe's URL on the port it names, as the kubelet calls it (`health`: the master's HEALTH_PORT)."""
+        get = container[kind]["httpGet"]
+        base = {"health": server.health_url, "http": server.url}[get["port"]]
+        return f"{base}{get['path']}"
+
     startup = container["startupProbe"]
     budget = startup["periodSeconds"] * startup["failureThreshold"]
     deadline = time.monotonic() + min(budget, 60)
-    url = f"{server.url}{startup['httpGet']['path']}"
-    while not _probe_ok(url):
+    while not _probe_ok(probe_url("startupProbe")):
         assert time.monotonic() < deadline, f"startup probe {startup['httpGet']['path']} never passes: restart loop"
         time.sleep(startup["periodSeconds"] / 4)
     for _ in range(3):
-        assert _probe_ok(f"{server.url}{container['livenessProbe']['httpGet']['path']}")
-        assert not _probe_ok(f"{server.url}{container['readinessProbe']['httpGet']['path']}")
+        assert _probe_ok(probe_url("livenessProbe"))
+        assert not _probe_ok(probe_url("readinessProbe"))
         time.sleep(0.2)
-    reason = requests.get(f"{server.url}{container['readinessProbe']['httpGet']['path']}", timeout=5).json()
+    reason = requests.get(probe_url("readinessProbe"), timeout=5).json()
     assert "sha256" in reason["reason"]
 
 
 def test_startup_probe_never_depends_on_the_model(kit: Any) -> None:
-    """Item 9: the startup probe checks what liveness checks (/healthz), never /readyz."""
+    """Item 9: the startup probe checks what liveness checks (/healthz), never /readyz; the values schema
+    describes each probe as rendered (its port and default path)."""
     for values in ((), (KIND_VALUES,)):
         container = kit.container(kit.render(values))
         assert container["startupProbe"]["httpGet"]["path"] == container["livenessProbe"]["httpGet"]["path"]
         assert container["startupProbe"]["httpGet"]["path"] != container["readinessProbe"]["httpGet"]["path"]
+    container = kit.container(kit.render())
+    schema = json.loads((kit.chart / "values.schema.json").read_text())["properties"]["probes"]["properties"]
+    for kind in ("startup", "readiness", "liveness"):
+        get = container[f"{kind}Probe"]["httpGet"]
+        described = schema[kind]["properties"]["path"]["description"]
+        assert f"`{get['port']}` port" in described and f"default {get['path']})" in described, (kind, described)
+    assert "model is loaded" not in schema["startup"]["description"]
 
 
 # --------------------------------------------------------------- 10 dashboard ---
