@@ -75,3 +75,21 @@ def test_a_store_that_never_answers_times_out_with_the_reason(tmp_path: Path) ->
     assert result.exit_code == 1, result.output
     assert f"cannot download card.json of {url}" in result.output and "Timeout" in result.output, result.output
     assert elapsed < 15, f"MODEL_FETCH_TIMEOUT=1 but the download took {elapsed:.1f} s"
+
+
+def test_evaluate_a_model_fetched_over_http_writes_to_the_cached_copy_only(http_store: str, tmp_path: Path) -> None:
+    """`evaluate --model URL` scores the downloaded copy; the store's card is never changed."""
+    held = tmp_path / "held.csv"
+    held.write_text("text,label\nI love this phone,1\nwhat a great movie,1\nterrible service,0\nawful food,0\n")
+    stored_card = tmp_path / "site" / "review-sentiment" / "5" / "card.json"
+    before = stored_card.read_bytes()
+    cache = tmp_path / "cache"
+    result = CliRunner(env={"MODEL_CACHE_DIR": str(cache)}).invoke(
+        main, ["evaluate", "--model", f"{http_store}/review-sentiment/5", "--data", str(held), "--no-plots"]
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["held"]["rows"] == 4
+    assert stored_card.read_bytes() == before
+    [copy] = [p for p in cache.iterdir() if not p.name.startswith(".")]
+    card = json.loads((copy / "card.json").read_text())
+    assert card["version"] == "5" and "accuracy" in card["metrics"]["held"]
