@@ -676,19 +676,32 @@ def test_kind_e2e_needs_only_the_e2e_extra() -> None:
 
 # ------------------------------------------------- issue 16, items 3, 13, 17: the documented commands ---
 
-DOC_FILES = ("docs/kubernetes.md", "docs/batch.md", "docs/streaming.md", "README.md")
+DOC_FILES = ("docs/kubernetes.md", "docs/batch.md", "docs/streaming.md", "README.md", "charts/reviewserve/README.md")
 MY_VALUES = {"image": {"repository": "registry.example.com/reviewserve", "tag": "1.0.0"}}
+# What a command substitution in a documented command stands for (docs/model.md's is a model's sha256).
+COMMAND_OUTPUT = "0" * 64
 
 
-def _doc_commands() -> list[tuple[str, list[str]]]:
-    """Every command line of the docs' bash blocks (continuations joined, comments dropped), as argv."""
+def _doc_commands(files: tuple[str, ...] = DOC_FILES) -> list[tuple[str, list[str]]]:
+    """Every command of the docs' bash blocks (continuations joined, comments dropped, `a && b` as two), as
+    argv; `$VAR` expanded from the block's `VAR=value` lines, `$(...)` replaced by COMMAND_OUTPUT."""
     import shlex
 
     found = []
-    for name in DOC_FILES:
+    for name in files:
         for block in re.findall(r"```bash\n(.*?)```", (REPO / name).read_text(), flags=re.S):
+            env: dict[str, str] = {}
             for line in block.replace("\\\n", " ").splitlines():
+                line = re.sub(r"\$\((?!\()[^)]*\)", COMMAND_OUTPUT, line)
                 argv = shlex.split(line, comments=True)
+                if argv and all(re.fullmatch(r"[A-Z_]+=\S*", a) for a in argv):  # variables, no command
+                    env.update(a.split("=", 1) for a in argv)
+                    continue
+                for var, value in env.items():
+                    argv = [a.replace(f"${var}", value) for a in argv]
+                while "&&" in argv:
+                    found.append((name, argv[: argv.index("&&")]))
+                    argv = argv[argv.index("&&") + 1 :]
                 if argv:
                     found.append((name, argv))
     return found
@@ -833,3 +846,40 @@ def test_docs_show_how_the_image_and_chart_reach_a_registry(chart_package: Path)
     oci = [a for a in installs if any(x.startswith("oci://") for x in a)]
     assert oci and all(a[a.index("--version") + 1] == chart["version"] for a in oci)
     assert next(x for x in oci[0] if x.startswith("oci://")) == f"{push[3]}/{chart['name']}"
+
+
+def test_docs_model_commands_walk_a_kind_release(kit: Any) -> None:
+    """Items 1 and 3 (the docs walked command by command): docs/model.md's roll-out, canary, promote and
+    back-out commands, applied in order (each --reuse-values; `helm rollback` back to the revision before)
+    to a release as `make kind-deploy` installs it, all render and keep the HTTPRoute and the loaded image;
+    the canary's share is on the route; the NetworkPolicy lets the pods reach the documented MinIO."""
+    kind = ["-f", str(REPO / "k8s" / "values-kind.yaml"), "--set", "image.tag=kind-test"]
+    revisions, walked = [kind], 0
+    for _, argv in _doc_commands(("docs/model.md",)):
+        if argv[:2] == ["helm", "rollback"]:
+            revisions.append(revisions[-2])
+        elif argv[:2] in (["helm", "upgrade"], ["helm", "install"]):
+            assert "--reuse-values" in argv, f"{' '.join(argv)} would reset the kind release"
+            revisions.append([*revisions[-1], *_value_flags(argv)])
+        else:
+            continue
+        walked += 1
+        res = kit.helm("helm3", "template", "rs", str(REPO / "charts" / "reviewserve"), *revisions[-1])
+        assert res.returncode == 0, f"{' '.join(argv)}\n{res.stderr}"
+        docs = [d for d in yaml.safe_load_all(res.stdout) if d]
+        [route] = [d for d in docs if d["kind"] == "HTTPRoute"]
+        web = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
+        assert {c["image"] for d in web.values() for c in d["spec"]["template"]["spec"]["containers"]} == {
+            "reviewserve:kind-test"
+        }
+        weights = {b["name"]: b.get("weight", 1) for r in route["spec"]["rules"] for b in r["backendRefs"]}
+        sets = dict(s.split("=", 1) for s in _sets(revisions[-1]))
+        if sets.get("canary.enabled") == "true":
+            assert "rs-reviewserve-canary" in web
+            assert weights["rs-reviewserve-canary"] == int(sets["canary.weight"]), weights
+        else:
+            assert set(weights) == {"rs-reviewserve"}, weights
+        [policy] = [d for d in docs if d["kind"] == "NetworkPolicy" and d["metadata"]["name"] == "rs-reviewserve"]
+        if sets.get("model.uri", "").startswith("s3://"):
+            assert 9000 in {p["port"] for r in policy["spec"]["egress"] for p in r.get("ports", [])}
+    assert walked >= 7, walked

@@ -122,6 +122,41 @@ def test_network_policy_egress_dns_and_extra_rules(kit: Any) -> None:
     assert closed["spec"]["egress"] == []
 
 
+def _egress_ports(policy: dict[str, Any]) -> set[int]:
+    """TCP ports the policy lets the pods reach, DNS left out."""
+    return {p["port"] for r in policy["spec"]["egress"] for p in r.get("ports", []) if p["port"] != 53}
+
+
+STORE = "httpRoute.enabled=true"  # canary/shadow need the route
+
+
+@pytest.mark.parametrize(
+    ("sets", "ports"),
+    [
+        (("model.uri=s3://models/review-sentiment/2",), {443}),  # AWS S3
+        (("model.uri=s3://models/rs/2", "model.s3EndpointUrl=http://minio.storage:9000"), {9000}),
+        (("model.uri=s3://models/rs/2", "model.s3EndpointUrl=http://minio.storage"), {80}),
+        (("model.uri=https://models.example/rs/2",), {443}),
+        (("model.uri=http://models.example:8080/rs/2",), {8080}),
+        (("model.uri=http://[fd00::5]:8081/rs/2",), {8081}),
+        ((STORE, "canary.enabled=true", "canary.model.uri=http://models.example:8081/rs/3"), {8081}),
+        ((STORE, "model.uri=s3://m/rs/2", "shadow.enabled=true", "canary.model.uri=https://m.example/rs/3"), {443}),
+        (("model.uri=/opt/models/rs",), set()),  # a folder in the image: no store
+        ((), set()),  # the image's model
+        (("model.uri=s3://m/rs/2", "networkPolicy.allowModelStore=false"), set()),  # the user's own rules
+    ],
+)  # fmt: skip
+def test_network_policy_lets_the_pods_fetch_their_model(kit: Any, sets: tuple[str, ...], ports: set[int]) -> None:
+    """Item 1: with model.uri (or the canary's) on a store, the policy lets the pods reach the store's port
+    (from the URI, or model.s3EndpointUrl for s3://): with DNS only, the model would be unreachable and
+    the pods unready for ever. A model folder in the image opens nothing."""
+    policy = kit.one(kit.render(sets=("networkPolicy.enabled=true", *sets)), "NetworkPolicy")
+    assert _egress_ports(policy) == ports, policy["spec"]["egress"]
+    store_rules = [r for r in policy["spec"]["egress"] if _egress_ports({"spec": {"egress": [r]}})]
+    assert all(not r.get("to") and {p["protocol"] for p in r["ports"]} == {"TCP"} for r in store_rules)
+    _validate(policy)
+
+
 # ------------------------------------------------------------------- 2 KEDA ---
 
 KEDA_SETS = (
@@ -316,6 +351,10 @@ def test_ingress_off_by_default(kit: Any) -> None:
     assert not kit.by_kind(kit.render(), "Ingress")
     kind = kit.render((KIND_VALUES,))
     assert not kit.by_kind(kind, "Ingress") and kit.by_kind(kind, "HTTPRoute")
+    # The chart README said the default Ingress answered any host name; it says both are off.
+    readme = re.sub(r"\s+", " ", (kit.chart / "README.md").read_text())
+    assert "With the default values the Ingress" not in readme
+    assert "the Ingress (`ingress.enabled`) and the HTTPRoute (`httpRoute.enabled`) are both off" in readme
 
 
 @pytest.mark.parametrize("values", [(), (KIND_VALUES,)])
@@ -368,27 +407,40 @@ def test_refused_model_pod_stays_up_and_unready_under_the_charts_probes(
         handle.seek(64)
         handle.write(b"evil")
     server = server_factory(wait=False, MODEL_PATH=str(model_copy))
+    def probe_url(kind: str) -> str:
+        """The probe's URL on the port it names, as the kubelet calls it (`health`: the master's HEALTH_PORT)."""
+        get = container[kind]["httpGet"]
+        base = {"health": server.health_url, "http": server.url}[get["port"]]
+        return f"{base}{get['path']}"
+
     startup = container["startupProbe"]
     budget = startup["periodSeconds"] * startup["failureThreshold"]
     deadline = time.monotonic() + min(budget, 60)
-    url = f"{server.url}{startup['httpGet']['path']}"
-    while not _probe_ok(url):
+    while not _probe_ok(probe_url("startupProbe")):
         assert time.monotonic() < deadline, f"startup probe {startup['httpGet']['path']} never passes: restart loop"
         time.sleep(startup["periodSeconds"] / 4)
     for _ in range(3):
-        assert _probe_ok(f"{server.url}{container['livenessProbe']['httpGet']['path']}")
-        assert not _probe_ok(f"{server.url}{container['readinessProbe']['httpGet']['path']}")
+        assert _probe_ok(probe_url("livenessProbe"))
+        assert not _probe_ok(probe_url("readinessProbe"))
         time.sleep(0.2)
-    reason = requests.get(f"{server.url}{container['readinessProbe']['httpGet']['path']}", timeout=5).json()
+    reason = requests.get(probe_url("readinessProbe"), timeout=5).json()
     assert "sha256" in reason["reason"]
 
 
 def test_startup_probe_never_depends_on_the_model(kit: Any) -> None:
-    """Item 9: the startup probe checks what liveness checks (/healthz), never /readyz."""
+    """Item 9: the startup probe checks what liveness checks (/healthz), never /readyz; the values schema
+    describes each probe as rendered (its port and default path)."""
     for values in ((), (KIND_VALUES,)):
         container = kit.container(kit.render(values))
         assert container["startupProbe"]["httpGet"]["path"] == container["livenessProbe"]["httpGet"]["path"]
         assert container["startupProbe"]["httpGet"]["path"] != container["readinessProbe"]["httpGet"]["path"]
+    container = kit.container(kit.render())
+    schema = json.loads((kit.chart / "values.schema.json").read_text())["properties"]["probes"]["properties"]
+    for kind in ("startup", "readiness", "liveness"):
+        get = container[f"{kind}Probe"]["httpGet"]
+        described = schema[kind]["properties"]["path"]["description"]
+        assert f"`{get['port']}` port" in described and f"default {get['path']})" in described, (kind, described)
+    assert "model is loaded" not in schema["startup"]["description"]
 
 
 # --------------------------------------------------------------- 10 dashboard ---

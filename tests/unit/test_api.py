@@ -270,6 +270,19 @@ def test_metrics_count_requests_and_predictions(model_dir: Path) -> None:
     assert "reviewserve_model_load_seconds" in text
 
 
+def test_track_labels_model_info_predictions_and_latency(model_dir: Path) -> None:
+    """TRACK (issue 19): a canary pod's model info, predictions by label and request latency say `canary`."""
+    client = create_app(Settings(model_path=model_dir, track="canary", **SETTINGS)).test_client()
+    client.post("/predict", json={"reviews": ["I love it", "I hate it"]})
+    text = client.get("/metrics").get_data(as_text=True)
+    labels = 'method="POST",path="/predict",status="200",track="canary"'
+    assert f"flask_http_request_duration_seconds_count{{{labels}}} 1.0" in text
+    assert 'reviewserve_predictions_total{label="positive",track="canary"} 1.0' in text
+    assert 'reviewserve_predictions_total{label="negative",track="canary"} 1.0' in text
+    assert 'reviewserve_model_info{name="review-sentiment",track="canary",version="1"} 1.0' in text
+    assert 'track="stable"' not in text
+
+
 def test_unexpected_errors_are_json_500_with_request_id(
     client: FlaskClient, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -293,3 +293,39 @@ Kubernetes docs, "Migrating Deployments and StatefulSets to horizontal autoscali
 {{- min (max (.live.spec.replicas | int) ($root.Values.autoscaling.minReplicas | int)) ($root.Values.autoscaling.maxReplicas | int) -}}
 {{- end -}}
 {{- end }}
+
+{{/*
+TCP port of the store a model URI is fetched from ("" for a folder in the image): the URI's own
+port for http(s)://, else model.s3EndpointUrl's for s3:// (AWS S3 when empty), else 443/80 by scheme.
+Arguments: dict "uri" "root".
+*/}}
+{{- define "reviewserve.modelStorePort" -}}
+{{- $scheme := regexFind "^[a-zA-Z0-9]+://" .uri | trimSuffix "://" | lower -}}
+{{- $url := "" -}}
+{{- if eq $scheme "s3" -}}
+{{- $url = .root.Values.model.s3EndpointUrl | default "https://s3.amazonaws.com" -}}
+{{- else if has $scheme (list "http" "https") -}}
+{{- $url = .uri -}}
+{{- end -}}
+{{- if $url -}}
+{{- $parsed := urlParse $url -}}
+{{- regexFind ":[0-9]+$" $parsed.host | trimPrefix ":" | default (ternary "443" "80" (eq (lower $parsed.scheme) "https")) -}}
+{{- end -}}
+{{- end }}
+
+{{/*
+The model store ports the web pods (both tracks) reach, as a comma-separated list ("" for none).
+*/}}
+{{- define "reviewserve.modelStorePorts" -}}
+{{- $uris := list .Values.model.uri -}}
+{{- if include "reviewserve.secondTrack" . -}}
+{{- $uris = append $uris .Values.canary.model.uri -}}
+{{- end -}}
+{{- $ports := list -}}
+{{- range $uris -}}
+{{- with include "reviewserve.modelStorePort" (dict "uri" . "root" $) -}}
+{{- $ports = append $ports . -}}
+{{- end -}}
+{{- end -}}
+{{- $ports | uniq | join "," -}}
+{{- end }}
