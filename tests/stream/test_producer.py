@@ -117,6 +117,12 @@ def test_failed_producer_prints_its_summary_last(keys: Keys) -> None:
     assert "Error: cannot reach Redis" in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_a_usage_error_is_the_one_exit_without_a_summary() -> None:
+    """As docs/streaming.md says: click's usage error (exit 2) stops before any line is read, so no summary."""
+    proc = _produce("--chunk-size", "0", stdin="one\n", REDIS_URL="redis://127.0.0.1:1/0")
+    assert proc.returncode == 2 and proc.stdout == "" and "--chunk-size" in proc.stderr
+
+
 def test_labelled_file_without_format_labelled(
     redis_server: RedisServer, r: redis.Redis, keys: Keys, tmp_path: Path
 ) -> None:
