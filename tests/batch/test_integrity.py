@@ -99,6 +99,11 @@ def test_a_mistyped_sqlite_source_creates_no_file(tmp_path: Path) -> None:
     assert "no SQLite database at" in run.stderr and str(missing) in run.stderr
     assert not missing.exists()
     assert run.summary["exit_code"] == 1 and "no SQLite database" in run.summary["error"]
+    other = f"sqlite:///{tmp_path / 'other.db'}"  # a database without the source table: nothing created in it
+    execute_sql(other, "CREATE TABLE stuff (id INTEGER PRIMARY KEY, text TEXT)")
+    wrong = score_in_process("--source", other)
+    assert wrong.returncode == 1 and "table 'reviews' does not exist" in wrong.stderr
+    assert [name for (name,) in query(other, "SELECT name FROM sqlite_master WHERE type = 'table'")] == ["stuff"]
 
 
 def test_load_reviews_twice_does_not_double_the_table(tmp_path: Path) -> None:

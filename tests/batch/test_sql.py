@@ -232,6 +232,11 @@ def test_clear_errors_for_a_wrong_table_column_shard_or_database(sqlite_url: str
     assert "['id', 'text']" in no_column.stderr
     bad_shard = score_in_process("--source", sqlite_url, "--shard", "2/2")
     assert bad_shard.returncode == 2 and "--shard" in bad_shard.stderr
+    # The last stdout line is the summary for every exit code (issue 17 item 7), a usage error's included.
+    assert bad_shard.summary["exit_code"] == 2 and "--shard" in bad_shard.summary["error"]
+    mistyped = score_in_process("--source", sqlite_url, "--chunksize", "20")
+    assert mistyped.returncode == 2 and mistyped.summary | {"read": 0, "exit_code": 2} == mistyped.summary
+    assert "--chunksize" in mistyped.summary["error"] and "--chunksize" in mistyped.stderr
     unreachable = score_in_process("--source", "postgresql://nobody@127.0.0.1:1/none", "--retry-for", "0")
     assert unreachable.returncode == 1 and "Traceback" not in unreachable.stderr
     assert "Connection refused" in unreachable.stderr and len(unreachable.stderr.strip().splitlines()) == 1

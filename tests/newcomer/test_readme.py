@@ -14,10 +14,13 @@ import json
 import os
 import re
 import shlex
+import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 import requests
 
 from tests.conftest import SHARED_DATA, free_port
@@ -66,11 +69,13 @@ def _ready_check(box: Sandbox, command: str):
     return box.web_ready
 
 
-def execute(box: Sandbox, heading: str, skip: tuple[str, ...] = ()) -> dict[str, str]:
-    """Run every command of a README section; check statuses and shown JSON; return command -> output."""
-    assert heading in SECTIONS, f"README has no bash block under '## {heading}'"
+def execute(
+    box: Sandbox, heading: str, skip: tuple[str, ...] = (), found: dict[str, list[list[Command]]] = SECTIONS
+) -> dict[str, str]:
+    """Run every command of a README (or ``found``) section; check statuses and shown JSON; command -> output."""
+    assert heading in found, f"no bash block under '## {heading}'"
     outputs: dict[str, str] = {}
-    for block in SECTIONS[heading]:
+    for block in found[heading]:
         for command in block:
             if command.text.startswith(skip):
                 continue
@@ -146,6 +151,33 @@ def test_streaming_blocks(sandbox: Sandbox) -> None:
     assert all(code == 0 for _, code in codes), codes  # "Ctrl-C or SIGTERM stops cleanly"
 
 
+def test_streaming_fan_out_in_docs(sandbox: Sandbox) -> None:
+    """Item 3: docs/streaming.md's quickstart as written: the archiver starts while consumer c1 runs (no
+    port of its own on a workstation), and the review piped to the producer reaches both groups."""
+    quickstart = sections((ROOT / "docs" / "streaming.md").read_text())["Streaming (Redis Streams)"][:2]
+    assert "redis-server" in quickstart[0][0].text and "--group archiver" in quickstart[1][2].text, quickstart
+    try:
+        outputs = execute(sandbox, "quickstart", found={"quickstart": quickstart})  # the reference follows it
+        assert any("--group archiver" in c for c, _ in sandbox.background), "the docs start no archiver"
+        piped = next(o for c, o in outputs.items() if c.startswith("echo ") and "stream produce" in c)
+        assert _output_json(piped)["produced"] == 1, piped
+        deadline = time.monotonic() + 120
+        while not (sandbox.group_done("scorers") and sandbox.group_done("archiver")):
+            assert time.monotonic() < deadline, "scorers and archiver did not catch up in 120 s"
+            time.sleep(0.5)
+        last = redis.Redis(port=sandbox.redis_port).xrevrange("reviews", count=1)[0][0].decode()
+        results = redis.Redis(port=sandbox.redis_port).xrange("predictions")
+        assert [f for _, f in results if f[b"source_id"].decode() == last], f"no result for {last}"
+        with sqlite3.connect(sandbox.root / "archive.db") as db:
+            archived = db.execute(
+                "SELECT consumer_group, label FROM stream_predictions WHERE source_id = ?", (last,)
+            ).fetchall()
+        assert archived == [("archiver", "positive")], archived  # "This Chatbot is amazing", archived once
+    finally:
+        codes = stop_all(sandbox)
+    assert all(code == 0 for _, code in codes), codes
+
+
 def _csv(path: Path, sources: list[Path]) -> None:
     """A user's own CSV, `body` and `sentiment` columns, from labelled text<TAB>label files."""
     with path.open("w", newline="") as handle:
@@ -173,5 +205,7 @@ def test_retrain_blocks(sandbox: Sandbox) -> None:
         assert served.status_code == 200 and served.json()["name"] == "my-model"
     finally:
         stop_all(sandbox)
-    card = json.loads((sandbox.root / "models" / "my-model" / "1" / "card.json").read_text())
+    model = sandbox.root / "models" / "my-model" / "1"
+    card = json.loads((model / "card.json").read_text())
     assert card["metrics"]["my_held_out"]["accuracy"] > 0.8
+    assert (model / "evaluation" / "my_held_out.png").is_file(), "item 2: make install installs the plots' extra"

@@ -117,6 +117,15 @@ def test_failed_producer_prints_its_summary_last(keys: Keys) -> None:
     assert "Error: cannot reach Redis" in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.parametrize("args", [("--chunk-size", "0"), ("--no-such-flag",)])
+def test_a_usage_error_still_ends_with_the_summary(args: tuple[str, ...]) -> None:
+    """Issue 17 item 7, every exit code: click's usage error (2) stops before any line is read; summary of zeros."""
+    proc = _produce(*args, stdin="one\n", REDIS_URL="redis://127.0.0.1:1/0")
+    assert proc.returncode == 2 and args[0] in proc.stderr and "Traceback" not in proc.stderr
+    summary = json.loads(proc.stdout.splitlines()[-1])
+    assert summary["produced"] == 0 and args[0] in summary["error"]
+
+
 def test_labelled_file_without_format_labelled(
     redis_server: RedisServer, r: redis.Redis, keys: Keys, tmp_path: Path
 ) -> None:

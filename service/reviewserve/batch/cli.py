@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from reviewserve.cliopts import load_settings, model_option
+from reviewserve.cliopts import SummaryOnUsageError, load_settings, model_option
 from reviewserve.logs import configure_logging
 from reviewserve.settings import Settings
 
@@ -22,7 +22,10 @@ def _score_summary_exit(summary: dict[str, object], code: int) -> None:
     sys.exit(code)
 
 
-@click.command()
+@click.command(
+    cls=SummaryOnUsageError,
+    usage_summary={"read": 0, "scored": 0, "failed": 0, "exit_code": 2},  # nothing ran
+)
 @click.option(
     "--source",
     envvar="SCORE_SOURCE",

@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from reviewserve.cliopts import MODEL_HELP
+from reviewserve.cliopts import MODEL_HELP, SummaryOnUsageError
 from reviewserve.stream import DEFAULT_DEAD_LETTER, DEFAULT_REDIS_URL, DEFAULT_RESULTS, DEFAULT_STREAM
 
 log = logging.getLogger(__name__)
@@ -91,7 +91,10 @@ def stream() -> None:
     """Streaming predictions over Redis Streams: produce reviews, consume them in groups."""
 
 
-@stream.command()
+@stream.command(
+    cls=SummaryOnUsageError,
+    usage_summary={"produced": 0, "skipped": 0, "trimmed": 0, "waited_seconds": 0.0},  # nothing ran
+)
 @click.argument("files", nargs=-1, type=click.Path(exists=True, dir_okay=False, allow_dash=True))
 @_common
 @click.option(
