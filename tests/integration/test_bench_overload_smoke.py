@@ -40,7 +40,11 @@ def test_bench_overload_smoke_runs_and_reports(tmp_path: Path) -> None:
             assert row["requests"] == pytest.approx(row["offered_rps"] * row["seconds"], abs=2), (server, row)
             counted = row["ok"] + row["shed"] + row["socket_errors"] + row["unsent"] + row["other_5xx"]
             assert counted + row["other_status"] == row["requests"], (server, row)  # every request accounted for
-            assert row["ready_polls"] >= 1, (server, row)
+            if server == "reviewserve":  # its probes answer in milliseconds whatever the load: one per second
+                assert row["ready_polls"] >= 1, (server, row)
+        # A probe of the overloaded plain stack can take its whole timeout (2 s, a connect and a read), so one
+        # of its 2 s smoke phases may see no probe start at all; the run as a whole is probed.
+        assert sum(row["ready_polls"] for row in rows) >= len(rows) // 2, (server, rows)
         assert rows[0]["ok"] > 0 and rows[0]["p99_ms"] > 0
         assert all("recovery_s" in r for r in rows if r["label"].startswith("after "))
     # the raw per-request records stay in --work; the committed JSON has per-second timelines
