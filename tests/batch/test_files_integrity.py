@@ -151,28 +151,30 @@ def test_an_s3_object_overwritten_while_it_is_scored_is_scored_again(tmp_path: P
                             ("AWS_SECRET_ACCESS_KEY", "test"), ("AWS_DEFAULT_REGION", "us-east-1")):  # fmt: skip
             monkeypatch.setenv(name, value)
         s3fs.S3FileSystem.clear_instance_cache()  # an instance cached by another test talks to another endpoint
-        s3 = boto3.client("s3", endpoint_url=endpoint)
-        s3.create_bucket(Bucket="inbox")
-        s3.put_object(Bucket="inbox", Key="day/r.jsonl", Body=body(10))
-        store = FileStore("s3://inbox/day/*.jsonl", output="s3://inbox/scored", model_name="review-sentiment",
-                          model_version="1")  # fmt: skip
-        write = store.write
-        replaced = []
+        try:
+            s3 = boto3.client("s3", endpoint_url=endpoint)
+            s3.create_bucket(Bucket="inbox")
+            s3.put_object(Bucket="inbox", Key="day/r.jsonl", Body=body(10))
+            store = FileStore("s3://inbox/day/*.jsonl", output="s3://inbox/scored", model_name="review-sentiment",
+                              model_version="1")  # fmt: skip
+            write = store.write
+            replaced = []
 
-        def write_then_replace(ids: Any, results: Any) -> None:
-            write(ids, results)
-            if not replaced:  # the reader has read the whole object; a new version of it arrives
-                s3.put_object(Bucket="inbox", Key="day/r.jsonl", Body=body(15))
-                replaced.append(True)
+            def write_then_replace(ids: Any, results: Any) -> None:
+                write(ids, results)
+                if not replaced:  # the reader has read the whole object; a new version of it arrives
+                    s3.put_object(Bucket="inbox", Key="day/r.jsonl", Body=body(15))
+                    replaced.append(True)
 
-        store.write = write_then_replace  # type: ignore[method-assign]
-        summary = run_job(store, Predictor.load(MODEL_DIR), chunk_size=100).as_dict()
-        assert (summary["files_changed"], summary["files_done"]) == (1, 1), summary
-        fs = s3fs.S3FileSystem(key="test", secret="test", endpoint_url=endpoint, skip_instance_cache=True)
-        out = "inbox/scored/review-sentiment/1/inbox/day"
-        lines = fs.cat_file(f"{out}/r.jsonl").decode().splitlines()
-        assert [json.loads(line)["id"] for line in lines] == list(range(15))
-        marker = json.loads(fs.cat_file("inbox/scored/review-sentiment/1/_done/inbox/day/r.jsonl.json"))
-        etag = s3.head_object(Bucket="inbox", Key="day/r.jsonl")["ETag"].strip('"')
-        assert (marker["rows"], marker["fingerprint"]) == (15, etag)
-        s3fs.S3FileSystem.clear_instance_cache()
+            store.write = write_then_replace  # type: ignore[method-assign]
+            summary = run_job(store, Predictor.load(MODEL_DIR), chunk_size=100).as_dict()
+            assert (summary["files_changed"], summary["files_done"]) == (1, 1), summary
+            fs = s3fs.S3FileSystem(key="test", secret="test", endpoint_url=endpoint, skip_instance_cache=True)
+            out = "inbox/scored/review-sentiment/1/inbox/day"
+            lines = fs.cat_file(f"{out}/r.jsonl").decode().splitlines()
+            assert [json.loads(line)["id"] for line in lines] == list(range(15))
+            marker = json.loads(fs.cat_file("inbox/scored/review-sentiment/1/_done/inbox/day/r.jsonl.json"))
+            etag = s3.head_object(Bucket="inbox", Key="day/r.jsonl")["ETag"].strip('"')
+            assert (marker["rows"], marker["fingerprint"]) == (15, etag)
+        finally:
+            s3fs.S3FileSystem.clear_instance_cache()  # nor to the next test's

@@ -197,10 +197,8 @@ def cluster_node(tmp_path: Path) -> Iterator[str]:
         assert done.returncode == 0, done.stdout + done.stderr
 
         def formed() -> bool:
-            return all(
-                c.cluster("info")["cluster_state"] == "ok" and int(c.cluster("info")["cluster_known_nodes"]) == 3
-                for c in clients
-            )
+            infos = [c.cluster("info") for c in clients]
+            return all(i["cluster_state"] == "ok" and int(i["cluster_known_nodes"]) == 3 for i in infos)
 
         wait_until(formed, 30, "the cluster to form")
         assert int(clients[0].cluster("info")["cluster_slots_assigned"]) == 16384
