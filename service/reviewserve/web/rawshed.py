@@ -13,6 +13,7 @@ Framing is by the one ``Content-Length``, as gunicorn frames it.
 
 from __future__ import annotations
 
+import os
 from typing import Any, Protocol
 
 from gunicorn.http.parser import RequestParser
@@ -73,7 +74,13 @@ def parse_sheddable(data: bytes) -> tuple[int, str, str | None] | None:
 
 
 class ShedFirstParser(RequestParser):
-    """gunicorn's request parser, which sheds complete simple POSTs itself while the worker is over budget."""
+    """gunicorn's request parser, which sheds complete simple POSTs itself while the worker is over budget.
+
+    It waits for the next request's first bytes itself, before gunicorn's parser sees them: whether the worker
+    is over budget is decided once they are there. A connection that began waiting while the line had room
+    would otherwise be parsed in full and shed from gunicorn's Request, at about twice the CPU (measured: 39%
+    of the sheds at 2x took that path when the check came before the wait).
+    """
 
     def __init__(self, cfg: Any, source: Any, source_addr: Any, shedder: Shedder) -> None:
         super().__init__(cfg, source, source_addr)
@@ -81,31 +88,40 @@ class ShedFirstParser(RequestParser):
         self.sock = source
 
     def __next__(self) -> Any:
-        if self.mesg is not None and self.shedder.over_budget():
+        if self.mesg is not None:  # the previous request: as gunicorn's parser ends it
             if self.mesg.should_close():
                 raise StopIteration()
             if not self.finish_body():
                 raise StopIteration()
-            self.mesg = None  # done with: its body is drained
-        if self.mesg is None:
-            while self.shedder.over_budget() and self._shed_one():
-                pass
+            self.mesg = None
+        shedder, unreader = self.shedder, self.unreader
+        while True:
+            data = unreader.read() if unreader.buf.seek(0, os.SEEK_END) else self._receive()  # seek: size held
+            if not data:
+                break  # the client is gone: gunicorn's parser tells it as before
+            parsed = parse_sheddable(data) if shedder.over_budget() else None
+            if parsed is None:
+                unreader.unread(data)
+                break
+            end, path, rid = parsed
+            if end < len(data):
+                unreader.unread(data[end:])  # the next (pipelined) request
+            shedder.shed_raw(self.sock, path, rid)
         return super().__next__()
 
     next = __next__
 
-    def _shed_one(self) -> bool:
-        """Shed the next request if it is a whole simple POST; else leave its bytes for the parser."""
-        data = self.unreader.read()  # what is buffered, or one read from the socket (waits for the client)
-        if not data:
-            return False  # the client is gone: gunicorn's parser tells it as before
-        # (re-checked: the line may have emptied while this connection waited for its client)
-        parsed = parse_sheddable(data) if self.shedder.over_budget() else None
-        if parsed is None:
-            self.unreader.unread(data)
-            return False
-        end, path, rid = parsed
-        if end < len(data):
-            self.unreader.unread(data[end:])  # the next (pipelined) request
-        self.shedder.shed_raw(self.sock, path, rid)
-        return True
+    def _receive(self) -> bytes:
+        """The next bytes from the client, waiting for them first.
+
+        Between requests the next one is not there yet (its client is still reading the last answer), so this
+        waits for the socket to turn readable and then reads once, instead of a read that fails, a wait and a
+        second read. The wait needs no timer of its own: it runs inside gunicorn's keep-alive wait for the
+        next request (the worker's ``timeout_ctx``), which ends a silent connection.
+        """
+        sock = self.sock
+        watcher = getattr(sock, "_read_event", None)
+        if watcher is None or hasattr(sock, "pending"):  # closed, or TLS (bytes may wait in the SSL object)
+            return self.unreader.read()
+        sock.hub.wait(watcher)  # gevent's own wait in ``sock.recv``, without the Timeout it makes per call
+        return sock.recv(self.unreader.mxchunk)

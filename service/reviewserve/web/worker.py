@@ -69,11 +69,17 @@ RECYCLE_LINGER_SECONDS = 0.5
 
 
 class _KeepaliveWait(gevent.Timeout):
-    """gunicorn's wait for the next request on a connection, registered so a stopping worker can end it."""
+    """gunicorn's wait for the next request on a connection, registered so a stopping worker can end it.
 
-    def __init__(self, waiting: dict[Any, _KeepaliveWait], seconds: float) -> None:
+    The parser may shed requests inside this wait (:mod:`reviewserve.web.rawshed`); a connection answered
+    meanwhile was not silent, so on expiry the wait goes on from its last answer instead of closing it. That
+    check runs once per expiry, not once per shed.
+    """
+
+    def __init__(self, waiting: dict[Any, _KeepaliveWait], answered: dict[Any, float], seconds: float) -> None:
         super().__init__(seconds, False)  # False: on expiry the with-block ends quietly, no request
         self._waiting = waiting
+        self._answered = answered  # greenlet -> when it last had a request answered (monotonic)
 
     def __enter__(self) -> _KeepaliveWait:
         self._waiting[gevent.getcurrent()] = self
@@ -82,6 +88,16 @@ class _KeepaliveWait(gevent.Timeout):
     def __exit__(self, typ: Any, value: Any, tb: Any) -> bool | None:
         self._waiting.pop(gevent.getcurrent(), None)
         return super().__exit__(typ, value, tb)
+
+    def _on_expiration(self, prev_greenlet: Any, ex: Any) -> None:
+        remaining = self._answered.get(prev_greenlet, float("-inf")) + self.seconds - time.monotonic()
+        if remaining > 0:  # answered (shed) during the wait: silent for less than KEEPALIVE seconds
+            self.timer.close()
+            self.timer = get_hub().loop.timer(remaining)
+            # update: the loop's clock is as old as this iteration, which may have scored a large list since
+            self.timer.start(self._on_expiration, prev_greenlet, ex, update=True)
+            return
+        super()._on_expiration(prev_greenlet, ex)
 
 
 class _Line:
@@ -179,7 +195,7 @@ class ReviewserveWorker(GeventWorker):
 
     def timeout_ctx(self) -> _KeepaliveWait:
         """gunicorn's keep-alive wait (it also bounds reading the request headers), made interruptible."""
-        return _KeepaliveWait(self._waiting, self.cfg.keepalive)
+        return _KeepaliveWait(self._waiting, self._last_request, self.cfg.keepalive)
 
     def handle(self, listener: Any, client: Any, addr: Any) -> None:
         """Serve one connection; no byte for ``KEEPALIVE`` (+1) seconds closes it."""
@@ -298,7 +314,8 @@ class ReviewserveWorker(GeventWorker):
         if self._answers is None:
             self._answers, self._ids = shedding.OverloadedAnswers(self.retry_after), shedding.RequestIds()
         assert self._ids is not None and self._admission is not None
-        sock.sendall(self._answers.answer(path, rid or self._ids.new(), False))
+        _send(sock, self._answers.answer(path, rid or self._ids.new(), False))
+        # Also what keeps the connection's wait for its next request going (_KeepaliveWait): it was not silent.
         self._last_request[gevent.getcurrent()] = time.monotonic()
         self._shed_log.shed(self.max_queue_ms, self._admission.waiting, self._admission.waiting_seconds)
 
@@ -437,6 +454,21 @@ def _receive_body(req: Any, length: int) -> None:
             raise StopIteration()
         buffer.write(chunk)
         missing -= len(chunk)
+
+
+def _send(sock: Any, data: bytes) -> None:
+    """Send ``data`` on a gevent socket: one plain send when the socket's buffer takes it all, as it takes a
+    short answer on a connection whose client waits for it; gevent's ``sendall`` for anything left.
+
+    gevent's ``sendall`` reads the buffer size (a ``getsockopt`` system call) before every send: for a shed
+    answer that is a system call more than the send itself.
+    """
+    try:
+        sent = sock._sock.send(data)  # the non-blocking socket under the gevent one
+    except (BlockingIOError, InterruptedError):
+        sent = 0
+    if sent < len(data):
+        sock.sendall(data[sent:])
 
 
 def _waits_on(client: Any) -> bool:
