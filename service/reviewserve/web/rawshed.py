@@ -2,12 +2,12 @@
 
 A shed must cost a few percent of a served request, or under a large overload the sheds eat the capacity
 (docs/benchmarking.md, "What a shed costs"). Profiled, gunicorn's Python parser (request line, headers, the
-Request object, its forwarded-header policy) was the largest part of a shed. When the worker is over its
-budget, :class:`ShedFirstParser` therefore looks at the next request's bytes itself: a complete
-``POST <path> HTTP/1.1`` with one ``Content-Length`` and its whole body already received is answered 503 at
-once and skipped. Anything else (another method, HTTP/1.0, chunked, ``Expect``, a ``Connection`` other than
-keep-alive, a body still arriving, an odd header line) goes to gunicorn's parser as before, and is shed or
-served there.
+Request object, its forwarded-header policy) was the largest part of a shed. :class:`ShedFirstParser`
+therefore receives each request's first bytes itself and, if the worker is over its budget when they arrive,
+looks at them before gunicorn does: a complete ``POST <path> HTTP/1.1`` with one ``Content-Length`` and its
+whole body already received is answered 503 at once and skipped. Anything else (another method, HTTP/1.0,
+chunked, ``Expect``, a ``Connection`` other than keep-alive, a body still arriving, an odd header line), and
+every request while the worker has room, goes to gunicorn's parser as before, and is shed or served there.
 Framing is by the one ``Content-Length``, as gunicorn frames it.
 """
 

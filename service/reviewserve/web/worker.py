@@ -21,8 +21,9 @@ request at a time per worker, which is all a core can do anyway. What this class
   ready ahead of it have been served; one arriving while more than ``MAX_QUEUE_MS`` of estimated work waits is
   answered 503 ``overloaded`` with ``Retry-After`` at once, its body unread (:mod:`reviewserve.web.shedding`).
   A request whose client closed the connection while it waited is dropped unscored. GET (probes, metrics) never
-  waits in line. While over budget, the next request on a connection is looked at before gunicorn parses it: a
-  whole simple POST is shed from its raw bytes (:mod:`reviewserve.web.rawshed`), at about half the CPU.
+  waits in line. Each request's first bytes are looked at when they arrive, before gunicorn parses them: if the
+  worker is over budget then, a whole simple POST is shed from its raw bytes (:mod:`reviewserve.web.rawshed`),
+  at about a quarter of the CPU of a shed through gunicorn's parser.
 - **Quick exit.** A stopping worker (recycled after ``MAX_REQUESTS``, or SIGTERM) stops accepting at once,
   closes each busy connection after its current response, and gives its connections a moment (0.5 s when
   recycled, gunicorn's 2 s on SIGTERM; a request arriving meanwhile is answered with ``Connection: close``).
