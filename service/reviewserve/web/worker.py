@@ -23,7 +23,7 @@ request at a time per worker, which is all a core can do anyway. What this class
   A request whose client closed the connection while it waited is dropped unscored. GET (probes, metrics) never
   waits in line. Each request's first bytes are looked at when they arrive, before gunicorn parses them: if the
   worker is over budget then, a whole simple POST is shed from its raw bytes (:mod:`reviewserve.web.rawshed`),
-  at about a quarter of the CPU of a shed through gunicorn's parser.
+  at a fraction of the CPU of a shed through gunicorn's parser (docs/benchmarking.md, "What a shed costs").
 - **Quick exit.** A stopping worker (recycled after ``MAX_REQUESTS``, or SIGTERM) stops accepting at once,
   closes each busy connection after its current response, and gives its connections a moment (0.5 s when
   recycled, gunicorn's 2 s on SIGTERM; a request arriving meanwhile is answered with ``Connection: close``).
@@ -293,7 +293,7 @@ class ReviewserveWorker(GeventWorker):
         if self._answers is None:  # first shed of this process (after the fork: the ids' prefix is per worker)
             self._answers, self._ids = shedding.OverloadedAnswers(self.retry_after), shedding.RequestIds()
         assert self._ids is not None
-        sock.sendall(self._answers.answer(req.path, rid or self._ids.new(), close))
+        _send(sock, self._answers.answer(req.path, rid or self._ids.new(), close))
         assert self._admission is not None
         self._shed_log.shed(self.max_queue_ms, self._admission.waiting, self._admission.waiting_seconds)
         if close:
