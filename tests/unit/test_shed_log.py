@@ -36,3 +36,19 @@ def test_first_shed_logged_at_once_then_summaries(caplog: pytest.LogCaptureFixtu
     shed_log.flush()  # the worker exits: nothing is left unreported
     shed_log.flush()  # and nothing is logged twice
     assert _lines(caplog)[-1].startswith("overloaded: shed 1 request(s) in 0.0 s ") and len(_lines(caplog)) == 3
+
+
+def test_sheds_reach_the_metric_when_published() -> None:
+    # An increment of a multiprocess counter costs a system call: sheds are added to it in batches.
+    shed_log = shedding.ShedLog()
+    shed_log.shed(20, 1, 0.021)  # the first of a burst: logged at once, and published with its line
+    before = shedding.SHED._value.get()
+    for _ in range(3):
+        shed_log.shed(20, 1, 0.021)
+    assert shedding.SHED._value.get() == before  # counted, not published yet
+    shedding.publish_sheds()  # what /metrics does first (the worker also publishes every 50 ms)
+    assert shedding.SHED._value.get() == before + 3
+    shed_log.shed(20, 1, 0.021)
+    shed_log.flush()  # the worker exits: the last ones are published too
+    shedding.publish_sheds()
+    assert shedding.SHED._value.get() == before + 4

@@ -18,6 +18,7 @@ from prometheus_flask_exporter import PrometheusMetrics
 from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMetrics
 
 from reviewserve.model import Prediction, Predictor
+from reviewserve.web import shedding
 from reviewserve.web.metricsdir import FoldAwareCollector
 
 PROBABILITY_BUCKETS = tuple(round(i / 10, 1) for i in range(1, 11))
@@ -86,6 +87,7 @@ class GunicornMetrics(GunicornInternalPrometheusMetrics):
 
     def generate_metrics(self, accept_header: str | None = None, names: list[str] | None = None) -> tuple[str, str]:
         """The exposition of every worker's files plus the archive, never in the middle of a fold."""
+        shedding.publish_sheds()  # this worker's latest sheds (the others publish theirs every 50 ms)
         registry = CollectorRegistry()
         FoldAwareCollector(registry)
         generate_latest, content_type = choose_encoder(accept_header)

@@ -135,17 +135,24 @@ def client_gone(sock: Any) -> bool:
 class ShedLog:
     """Counts sheds and logs them: the first of a burst at once, then at most one summary line every
     :data:`SUMMARY_SECONDS`, and what is left unreported when the worker exits (a recycled worker may live less).
+
+    The metric is published in batches (:meth:`publish`): by the worker every 50 ms (``POLL_SECONDS``) and on exit,
+    and by this process's ``/metrics`` before it reads the counters. An increment of a multiprocess counter checks
+    the process id with a system call, a few percent of a shed's CPU.
     """
 
     def __init__(self) -> None:
+        global _current
         self.unreported = 0
+        self.unpublished = 0  # sheds not yet added to SHED
         self.first = 0.0  # when the first unreported shed happened (monotonic)
         self.logged = float("-inf")  # when the last line was written
         self.last = (0.0, 0, 0.0)  # MAX_QUEUE_MS, requests waiting and their estimated seconds at the last shed
+        _current = self
 
     def shed(self, max_queue_ms: float, waiting: int, waiting_seconds: float) -> None:
         """Record one shed request (``waiting`` requests, estimated at ``waiting_seconds``, were in line)."""
-        SHED.inc()
+        self.unpublished += 1
         now = time.monotonic()
         if not self.unreported:
             self.first = now
@@ -154,8 +161,15 @@ class ShedLog:
         if now - self.logged >= SUMMARY_SECONDS:
             self.flush(now)
 
+    def publish(self) -> None:
+        """Add the sheds counted since the last call to ``reviewserve_requests_shed_total``."""
+        if self.unpublished:
+            count, self.unpublished = self.unpublished, 0
+            SHED.inc(count)
+
     def flush(self, now: float | None = None) -> None:
-        """Log the sheds not reported yet (none: nothing)."""
+        """Log the sheds not reported yet (none: nothing) and publish their count."""
+        self.publish()
         if not self.unreported:
             return
         now = time.monotonic() if now is None else now
@@ -170,6 +184,15 @@ class ShedLog:
             waiting_seconds * 1000,
         )
         self.unreported, self.logged = 0, now
+
+
+_current: ShedLog | None = None  # this process's (a worker has one)
+
+
+def publish_sheds() -> None:
+    """Publish this process's sheds not counted in the metric yet (before ``/metrics`` reads the counters)."""
+    if _current is not None:
+        _current.publish()
 
 
 def _log_unscored(req: Any, rid: str, waited: float, status: int, outcome: str) -> None:

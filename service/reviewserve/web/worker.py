@@ -310,15 +310,20 @@ class ReviewserveWorker(GeventWorker):
             and self.alive
         )
 
-    def shed_raw(self, sock: Any, path: str, rid: str | None) -> None:
-        """Answer a request shed by the parser (keep-alive) and count it."""
+    def shed_raw(self, sock: Any, path: str, rid: str | None, greenlet: Any) -> bytes:
+        """Answer a request shed by the parser (keep-alive) and count it; the part of the answer not sent yet.
+
+        Runs in the event loop's readiness callback (:mod:`reviewserve.web.rawshed`), so it never blocks: what the
+        socket does not take at once is returned, for the connection's greenlet to send.
+        """
         if self._answers is None:
             self._answers, self._ids = shedding.OverloadedAnswers(self.retry_after), shedding.RequestIds()
         assert self._ids is not None and self._admission is not None
-        _send(sock, self._answers.answer(path, rid or self._ids.new(), False))
+        unsent = _send_now(sock, self._answers.answer(path, rid or self._ids.new(), False))
         # Also what keeps the connection's wait for its next request going (_KeepaliveWait): it was not silent.
-        self._last_request[gevent.getcurrent()] = time.monotonic()
+        self._last_request[greenlet] = time.monotonic()
         self._shed_log.shed(self.max_queue_ms, self._admission.waiting, self._admission.waiting_seconds)
+        return unsent
 
     def _install_parser(self) -> None:
         """Have gunicorn's connection handler use :class:`rawshed.ShedFirstParser` in this worker process."""
@@ -362,6 +367,7 @@ class ReviewserveWorker(GeventWorker):
                             server.start_accepting()
                         else:
                             server.stop_accepting()
+            self._shed_log.publish()
             gevent.sleep(POLL_SECONDS)
         if balancer is not None:
             balancer.release()
@@ -457,19 +463,25 @@ def _receive_body(req: Any, length: int) -> None:
         missing -= len(chunk)
 
 
-def _send(sock: Any, data: bytes) -> None:
-    """Send ``data`` on a gevent socket: one plain send when the socket's buffer takes it all, as it takes a
-    short answer on a connection whose client waits for it; gevent's ``sendall`` for anything left.
+def _send_now(sock: Any, data: bytes) -> bytes:
+    """Send what a gevent socket's buffer takes of ``data`` at once, without blocking; return the rest.
 
-    gevent's ``sendall`` reads the buffer size (a ``getsockopt`` system call) before every send: for a shed
-    answer that is a system call more than the send itself.
+    One plain send on the non-blocking socket under the gevent one: gevent's ``sendall`` reads the buffer size
+    (a ``getsockopt`` system call) before every send, for a shed answer a system call more than the send itself.
+    A short answer to a client that waits for it is taken whole.
     """
     try:
-        sent = sock._sock.send(data)  # the non-blocking socket under the gevent one
+        sent = sock._sock.send(data)
     except (BlockingIOError, InterruptedError):
         sent = 0
-    if sent < len(data):
-        sock.sendall(data[sent:])
+    return data[sent:]
+
+
+def _send(sock: Any, data: bytes) -> None:
+    """Send ``data`` on a gevent socket: one plain send (:func:`_send_now`), gevent's ``sendall`` for any rest."""
+    unsent = _send_now(sock, data)
+    if unsent:
+        sock.sendall(unsent)
 
 
 def _waits_on(client: Any) -> bool:
