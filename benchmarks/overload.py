@@ -3,10 +3,10 @@
     .venv/bin/python -m benchmarks.overload [--seconds 30] [--multipliers 1,1.5,2,4] [--smoke]
 
 For each server (reviewserve as ``make run`` starts it, the plain gunicorn stack, MLServer; one at a
-time, on the same model), and for each load in turn: its capacity is measured closed-loop (wrk, c
-connections, single reviews cycling through the corpus), then an open-loop run (benchmarks/openloop.py,
-in its own process) offers that multiple of it: 1.0x, then each overload, followed by a stretch at
-1.0x to see how fast latency recovers. A thread polls the server's readiness endpoint on a new
+time, on the same model), and for each load in turn, on the server started afresh: its capacity is
+measured closed-loop (wrk, c connections, single reviews cycling through the corpus), then an open-loop
+run (benchmarks/openloop.py, in its own process) offers that multiple of it: 1.0x, then each overload,
+followed by a stretch at 1.0x to see how fast latency recovers. A thread polls the server's readiness endpoint on a new
 connection every second during the run, as the kubelet would. Writes benchmarks/results/overload.json
 and the "Overload" section of docs/benchmarks.md with its plot.
 """
@@ -136,53 +136,58 @@ def _target(name: str, smoke: bool, work: Path, log: Path, sample: str, batch: l
 def measure(
     target: servers.Target, corpus: list[str], opts: dict, log: Path, work: Path
 ) -> list[dict]:  # fmt: skip
-    """Per load, the capacity (closed loop) just before it, then the load open-loop; readiness polled throughout.
+    """Per load, on a freshly started server: its capacity (closed loop), then the load open-loop, readiness polled.
 
-    One run per multiplier (1.0x, then each overload followed by its stretch at 1.0x), all on one started server.
-    The capacity is measured again before each: on a shared machine the server's speed drifts by several percent
-    within the minutes a whole schedule takes, and a ratio is only as good as its two measurements are close.
+    One run per multiplier: 1.0x, then each overload followed by its stretch at 1.0x. The capacity is measured
+    right before each load: on a shared machine the server's speed drifts by several percent within the minutes
+    a whole schedule takes, and a ratio is only as good as its two measurements are close. The server is started
+    afresh for each, so that one that never recovers from an overload (the peers) is not measured still choked.
     """
     requests = target.singles(corpus)
     bodies = work / f"bodies-{target.name}.json"  # raw records stay in --work, next to the bodies
     bodies.write_text(json.dumps([body for _, body in requests]))
-    runs = []
+    return [_measure_load(target, requests, bodies, multiplier, opts, log, work) for multiplier in opts["multipliers"]]
+
+
+def _measure_load(
+    target: servers.Target, requests: list, bodies: Path, multiplier: float, opts: dict, log: Path, work: Path
+) -> dict:  # fmt: skip
+    """One load on a started server: warm-up, capacity, then the open-loop schedule (with its recovery stretch)."""
     with servers.started(target, log):
         if target.ready_url:
             _check_ready(target.ready_url)
         run_wrk(target.url, requests, opts["capacity_connections"], opts["warmup"])
+        closed = run_wrk(target.url, requests, opts["capacity_connections"], opts["capacity_seconds"])
+        capacity = closed.rps
+        plan = schedule(capacity, [multiplier], opts["seconds"], opts["recovery"])
+        click.echo(f"  {target.name}: capacity {capacity:.0f} req/s (wrk c={opts['capacity_connections']}); {plan}")
         poller = None
         if target.ready_url:
             poller = ReadyPoller(target.ready_url, opts["ready_period"], opts["ready_timeout"])
             poller.start()
+        out = work / f"openloop-{target.name}-{time.strftime('%H%M%S')}.json"
+        command = [
+            sys.executable, "-m", "benchmarks.openloop", "--url", target.url, "--path", requests[0][0],
+            "--bodies", str(bodies), "--schedule", plan, "--timeout", str(opts["timeout"]),
+            "--max-connections", str(opts["max_connections"]), "--out", str(out),
+        ]  # fmt: skip
+        total = sum(float(p.split(":")[1]) for p in plan.split(","))
         try:
-            for multiplier in opts["multipliers"]:
-                closed = run_wrk(target.url, requests, opts["capacity_connections"], opts["capacity_seconds"])
-                capacity = closed.rps
-                plan = schedule(capacity, [multiplier], opts["seconds"], opts["recovery"])
-                click.echo(
-                    f"  {target.name}: capacity {capacity:.0f} req/s (wrk c={opts['capacity_connections']}); {plan}"
-                )
-                out = work / f"openloop-{target.name}-{time.strftime('%H%M%S')}-{multiplier:g}x.json"
-                command = [
-                    sys.executable, "-m", "benchmarks.openloop", "--url", target.url, "--path", requests[0][0],
-                    "--bodies", str(bodies), "--schedule", plan, "--timeout", str(opts["timeout"]),
-                    "--max-connections", str(opts["max_connections"]), "--out", str(out),
-                ]  # fmt: skip
-                total = sum(float(p.split(":")[1]) for p in plan.split(","))
-                subprocess.run(command, cwd=ROOT, check=True, timeout=total + opts["timeout"] + 120)
-                runs.append(
-                    {
-                        "capacity": {
-                            "rps": capacity, "p99_ms": closed.p99_ms, "connections": opts["capacity_connections"],
-                            "errors": closed.errors,
-                        },
-                        "openloop": json.loads(out.read_text()),
-                    }
-                )  # fmt: skip
+            subprocess.run(command, cwd=ROOT, check=True, timeout=total + opts["timeout"] + 120)
         finally:
             ready = poller.stop() if poller else []
-    identity = {"server": target.name, "label": target.label, "versions": target.versions}
-    return [{**identity, **run, "ready_url": target.ready_url, "ready": ready} for run in runs]
+    return {
+        "server": target.name,
+        "label": target.label,
+        "versions": target.versions,
+        "capacity": {
+            "rps": capacity, "p99_ms": closed.p99_ms, "connections": opts["capacity_connections"],
+            "errors": closed.errors,
+        },
+        "ready_url": target.ready_url,
+        "ready": ready,
+        "openloop": json.loads(out.read_text()),
+    }
 
 
 @click.command(help=__doc__)

@@ -303,11 +303,12 @@ def section(data: dict, doc: Path) -> list[str]:
         "varied texts), limits each client to its own rate on one connection (closed loop per connection), and "
         "cannot tell a shed 503 from another 503; wrk has no arrival rate at all.",
         f"- Capacity: closed loop, `wrk -c{s['capacity_connections']}` for {s['capacity_seconds']:g} s "
-        f"(after {s['warmup']:g} s warm-up), same bodies, measured again right before each load: 1.0x, and "
+        f"(after {s['warmup']:g} s warm-up), same bodies, measured right before each load on the server "
+        "started afresh for it: 1.0x, and "
         f"each overload ({', '.join(f'{x:g}x' for x in s['multipliers'] if x > 1)}) for {s['seconds']:g} s "
         f"followed by {s['recovery']:g} s at 1.0x (`after Nx`), each a multiple of the capacity just measured "
-        "(a shared machine's speed drifts by several percent within the minutes a schedule takes; the server "
-        "keeps running throughout).",
+        "(a shared machine's speed drifts by several percent within the minutes a schedule takes, and a server "
+        "that does not recover from one overload would be measured still choked before the next).",
         f"- Bodies: single reviews, each request the next of {s['texts']}. Servers as shipped "
         "(reviewserve: `make run` defaults), one at a time, on the same model; "
         + (
