@@ -3,10 +3,10 @@
     .venv/bin/python -m benchmarks.overload [--seconds 30] [--multipliers 1,1.5,2,4] [--smoke]
 
 For each server (reviewserve as ``make run`` starts it, the plain gunicorn stack, MLServer; one at a
-time, on the same model), and for each load in turn, on the server started afresh: its capacity is
-measured closed-loop (wrk, c connections, single reviews cycling through the corpus), then an open-loop
-run (benchmarks/openloop.py, in its own process) offers that multiple of it: 1.0x, then each overload,
-followed by a stretch at 1.0x to see how fast latency recovers. A thread polls the server's readiness endpoint on a new
+time, on the same model): its capacity is measured closed-loop first (wrk, c connections, single
+reviews cycling through the corpus), then one open-loop run (benchmarks/openloop.py, in its own
+process) offers 1.0x that rate, then each overload multiplier in turn, each followed by a stretch at
+1.0x to see how fast latency recovers. A thread polls the server's readiness endpoint on a new
 connection every second during the run, as the kubelet would. Writes benchmarks/results/overload.json
 and the "Overload" section of docs/benchmarks.md with its plot.
 """
@@ -135,31 +135,18 @@ def _target(name: str, smoke: bool, work: Path, log: Path, sample: str, batch: l
 
 def measure(
     target: servers.Target, corpus: list[str], opts: dict, log: Path, work: Path
-) -> list[dict]:  # fmt: skip
-    """Per load, on a freshly started server: its capacity (closed loop), then the load open-loop, readiness polled.
-
-    One run per multiplier: 1.0x, then each overload followed by its stretch at 1.0x. The capacity is measured
-    right before each load: on a shared machine the server's speed drifts by several percent within the minutes
-    a whole schedule takes, and a ratio is only as good as its two measurements are close. The server is started
-    afresh for each, so that one that never recovers from an overload (the peers) is not measured still choked.
-    """
+) -> dict:  # fmt: skip
+    """Capacity (closed loop), then the open-loop schedule with readiness polled; raw records kept."""
     requests = target.singles(corpus)
     bodies = work / f"bodies-{target.name}.json"  # raw records stay in --work, next to the bodies
     bodies.write_text(json.dumps([body for _, body in requests]))
-    return [_measure_load(target, requests, bodies, multiplier, opts, log, work) for multiplier in opts["multipliers"]]
-
-
-def _measure_load(
-    target: servers.Target, requests: list, bodies: Path, multiplier: float, opts: dict, log: Path, work: Path
-) -> dict:  # fmt: skip
-    """One load on a started server: warm-up, capacity, then the open-loop schedule (with its recovery stretch)."""
     with servers.started(target, log):
         if target.ready_url:
             _check_ready(target.ready_url)
         run_wrk(target.url, requests, opts["capacity_connections"], opts["warmup"])
         closed = run_wrk(target.url, requests, opts["capacity_connections"], opts["capacity_seconds"])
         capacity = closed.rps
-        plan = schedule(capacity, [multiplier], opts["seconds"], opts["recovery"])
+        plan = schedule(capacity, opts["multipliers"], opts["seconds"], opts["recovery"])
         click.echo(f"  {target.name}: capacity {capacity:.0f} req/s (wrk c={opts['capacity_connections']}); {plan}")
         poller = None
         if target.ready_url:
@@ -172,10 +159,9 @@ def _measure_load(
             "--max-connections", str(opts["max_connections"]), "--out", str(out),
         ]  # fmt: skip
         total = sum(float(p.split(":")[1]) for p in plan.split(","))
-        try:
-            subprocess.run(command, cwd=ROOT, check=True, timeout=total + opts["timeout"] + 120)
-        finally:
-            ready = poller.stop() if poller else []
+        subprocess.run(command, cwd=ROOT, check=True, timeout=total + opts["timeout"] + 120)
+        ready = poller.stop() if poller else []
+    raw = json.loads(out.read_text())
     return {
         "server": target.name,
         "label": target.label,
@@ -186,7 +172,7 @@ def _measure_load(
         },
         "ready_url": target.ready_url,
         "ready": ready,
-        "openloop": json.loads(out.read_text()),
+        "openloop": raw,
     }
 
 
@@ -250,7 +236,7 @@ def main(
             click.echo(f"round {round_no}: {name}...")
             target = _target(name, smoke, work, log, sample, corpus[:32])
             target.cpus = pinned
-            runs += [{"round": round_no, **run} for run in measure(target, corpus, opts, log, work)]
+            runs.append({"round": round_no, **measure(target, corpus, opts, log, work)})
     info["load_average_end"] = machine.load_average()
     data = {
         "command": "make bench-overload" if not smoke else "python -m benchmarks.overload --smoke",

@@ -20,8 +20,7 @@ def _p(values: list[float], q: float) -> float | None:
     return percentile(sorted(values), q) * 1000 if values else None
 
 
-def _phase_rows(run: dict, baseline: float | None) -> list[dict]:
-    """One row per phase of one open-loop run; ``baseline``: the server's 1.0x p99 in this round, if known."""
+def _phase_rows(run: dict) -> list[dict]:
     raw = run["openloop"]
     rec = raw["records"]
     capacity = run["capacity"]["rps"]
@@ -32,6 +31,7 @@ def _phase_rows(run: dict, baseline: float | None) -> list[dict]:
         starts.append(t)
         t += phase["seconds"]
     rows = []
+    baseline = None
     for index, phase in enumerate(phases):
         idx = [i for i, p in enumerate(rec["phase"]) if p == index]
         status = [rec["status"][i] for i in idx]
@@ -122,13 +122,8 @@ def _timeline(run: dict, step: float = 1.0) -> list[dict]:
 def summarize(data: dict) -> dict[str, list[dict]]:
     """Per server, one row per load phase and round; replaces each run's raw records by a per-second timeline."""
     out: dict[str, list[dict]] = {}
-    baselines: dict[tuple[str, int], float | None] = {}  # (server, round) -> its 1.0x p99, for the recoveries
     for run in data["runs"]:
-        key = (run["server"], run.get("round", 1))
-        rows = _phase_rows(run, baselines.get(key))
-        for row in rows:
-            if row["label"] == "1x":
-                baselines[key] = row["p99_ms"]
+        rows = _phase_rows(run)
         for row in rows:
             row["round"] = run.get("round", 1)
             row["capacity_rps"] = run["capacity"]["rps"]
@@ -303,12 +298,9 @@ def section(data: dict, doc: Path) -> list[str]:
         "varied texts), limits each client to its own rate on one connection (closed loop per connection), and "
         "cannot tell a shed 503 from another 503; wrk has no arrival rate at all.",
         f"- Capacity: closed loop, `wrk -c{s['capacity_connections']}` for {s['capacity_seconds']:g} s "
-        f"(after {s['warmup']:g} s warm-up), same bodies, measured right before each load on the server "
-        "started afresh for it: 1.0x, and "
+        f"(after {s['warmup']:g} s warm-up), same bodies. Then one open-loop run per server: 1.0x, and "
         f"each overload ({', '.join(f'{x:g}x' for x in s['multipliers'] if x > 1)}) for {s['seconds']:g} s "
-        f"followed by {s['recovery']:g} s at 1.0x (`after Nx`), each a multiple of the capacity just measured "
-        "(a shared machine's speed drifts by several percent within the minutes a schedule takes, and a server "
-        "that does not recover from one overload would be measured still choked before the next).",
+        f"followed by {s['recovery']:g} s at 1.0x (`after Nx`).",
         f"- Bodies: single reviews, each request the next of {s['texts']}. Servers as shipped "
         "(reviewserve: `make run` defaults), one at a time, on the same model; "
         + (
@@ -326,13 +318,11 @@ def section(data: dict, doc: Path) -> list[str]:
         "('-' = not within the stretch).",
         "",
     ]
-    firsts = {run["server"]: run for run in reversed(data["runs"])}
-    for run in (firsts[server] for server in summary):
-        cap = [r["capacity_rps"] for r in summary[run["server"]] if not r["label"].startswith("after ")]
+    for run in data["runs"][: len(summary)]:
+        cap = [r["capacity_rps"] for r in summary[run["server"]] if r["label"] == "1x"]
         out.append(
             f"- {run['server']}: {run['label']} ({', '.join(f'{k} {v}' for k, v in run['versions'].items())}); "
-            f"capacity {_spread(cap, '{:.0f}')} req/s (every measurement); "
-            f"readiness polled at `{run['ready_url'] or 'none'}`."
+            f"capacity {_spread(cap, '{:.0f}')} req/s; readiness polled at `{run['ready_url'] or 'none'}`."
         )
     out += ["", "### Targets (issue 15, reviewserve)", "", *targets(summary), ""]
     for server in summary:

@@ -31,12 +31,12 @@ def test_bench_overload_smoke_runs_and_reports(tmp_path: Path) -> None:
     for server, rows in data["summary"].items():
         labels = [r["label"] for r in rows]
         assert labels == ["1x", "1.5x", "after 1.5x", "2x", "after 2x", "4x", "after 4x"], server
+        capacity = rows[0]["capacity_rps"]
+        assert capacity > 0
         for row in rows:
-            # open loop: what was offered is what the schedule says (a multiple of the capacity measured just
-            # before the load), whatever the server answered
-            assert row["capacity_rps"] > 0
+            # open loop: what was offered is what the schedule says, whatever the server answered
             factor = 1.0 if row["label"].startswith("after ") else float(row["label"][:-1])
-            assert row["offered_rps"] == pytest.approx(row["capacity_rps"] * factor, rel=0.01)
+            assert row["offered_rps"] == pytest.approx(capacity * factor, rel=0.01)
             assert row["requests"] == pytest.approx(row["offered_rps"] * row["seconds"], abs=2), (server, row)
             counted = row["ok"] + row["shed"] + row["socket_errors"] + row["unsent"] + row["other_5xx"]
             assert counted + row["other_status"] == row["requests"], (server, row)  # every request accounted for
@@ -47,9 +47,6 @@ def test_bench_overload_smoke_runs_and_reports(tmp_path: Path) -> None:
         assert sum(row["ready_polls"] for row in rows) >= len(rows) // 2, (server, rows)
         assert rows[0]["ok"] > 0 and rows[0]["p99_ms"] > 0
         assert all("recovery_s" in r for r in rows if r["label"].startswith("after "))
-    # a capacity measured before each load: one run per load (the overloads with their recovery stretch)
-    assert [r["server"] for r in data["runs"]] == ["reviewserve"] * 4 + ["plain"] * 4
-    assert len({r["capacity"]["rps"] for r in data["runs"]}) == 8
     # the raw per-request records stay in --work; the committed JSON has per-second timelines
     assert all("records" not in r["openloop"] and r["timeline"] for r in data["runs"])
     text = doc.read_text()
