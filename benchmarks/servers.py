@@ -29,9 +29,13 @@ V2_PATH = "/v2/models/review-sentiment/infer"
 
 
 def free_port() -> int:
-    """A TCP port nobody listens on right now."""
+    """A TCP port free on every address right now.
+
+    Picked on the wildcard address, as the servers bind it: a port free on 127.0.0.1 alone can be the local port
+    of a connection from another address of this machine (seen: "Address already in use" for 5 s).
+    """
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind(("", 0))
         return sock.getsockname()[1]
 
 

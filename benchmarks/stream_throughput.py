@@ -44,9 +44,13 @@ SHARED = ROOT.parent / "shared" / "data" / "uci-sentiment"
 
 
 def free_port() -> int:
-    """A TCP port nobody listens on right now."""
+    """A TCP port free on every address right now.
+
+    Picked on the wildcard address, as the servers bind it: a port free on 127.0.0.1 alone can be the local port
+    of a connection from another address of this machine (seen: "Address already in use" for 5 s).
+    """
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind(("", 0))
         return sock.getsockname()[1]
 
 
