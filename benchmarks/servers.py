@@ -10,7 +10,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,22 +20,12 @@ from pathlib import Path
 import requests
 
 from benchmarks import export, texts, venvs
+from benchmarks.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 APPS = Path(__file__).resolve().parent / "peer_apps"
 MODEL_DIR = ROOT / "models" / "review-sentiment" / "1"
 V2_PATH = "/v2/models/review-sentiment/infer"
-
-
-def free_port() -> int:
-    """A TCP port free on every address right now.
-
-    Picked on the wildcard address, as the servers bind it: a port free on 127.0.0.1 alone can be the local port
-    of a connection from another address of this machine (seen: "Address already in use" for 5 s).
-    """
-    with socket.socket() as sock:
-        sock.bind(("", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass

@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,21 +36,11 @@ import redis
 import requests
 
 from benchmarks.machine import cpu_model
+from benchmarks.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_DIR = ROOT / "models" / "review-sentiment" / "1"
 SHARED = ROOT.parent / "shared" / "data" / "uci-sentiment"
-
-
-def free_port() -> int:
-    """A TCP port free on every address right now.
-
-    Picked on the wildcard address, as the servers bind it: a port free on 127.0.0.1 alone can be the local port
-    of a connection from another address of this machine (seen: "Address already in use" for 5 s).
-    """
-    with socket.socket() as sock:
-        sock.bind(("", 0))
-        return sock.getsockname()[1]
 
 
 def load_reviews(count: int) -> list[str]:

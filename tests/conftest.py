@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,21 +15,12 @@ from pathlib import Path
 import pytest
 import requests
 
+from benchmarks.ports import free_port  # also what the tests import from here
+
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_DIR = ROOT / "models" / "review-sentiment" / "1"
 SHARED_DATA = ROOT.parent / "shared" / "data"
 SEED_REVIEW = {"review": "This Chatbot is amazing"}
-
-
-def free_port() -> int:
-    """A TCP port free on every address right now.
-
-    Picked on the wildcard address, as the servers bind it: a port free on 127.0.0.1 alone can be the local port
-    of a connection from another address of this machine (seen: "Address already in use" for 5 s).
-    """
-    with socket.socket() as sock:
-        sock.bind(("", 0))
-        return sock.getsockname()[1]
 
 
 def shared_file(*parts: str) -> Path:

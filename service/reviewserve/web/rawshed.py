@@ -106,27 +106,45 @@ class ShedFirstParser(RequestParser):
             if not self.finish_body():
                 raise StopIteration()
             self.mesg = None
-        shedder, unreader = self.shedder, self.unreader
+        unreader = self.unreader
         while True:
-            data = unreader.read() if unreader.buf.seek(0, os.SEEK_END) else self._receive()  # seek: size held
-            if not data:
-                break  # the client is gone: gunicorn's parser tells it as before
-            parsed = parse_sheddable(data) if shedder.over_budget() else None
-            if parsed is None:
-                unreader.unread(data)
-                break
-            end, path, rid = parsed
-            if end < len(data):
-                unreader.unread(data[end:])  # the next (pipelined) request
-            unsent = shedder.shed_raw(self.sock, path, rid, getcurrent())
-            if unsent:
+            if unreader.buf.seek(0, os.SEEK_END):  # bytes held (pipelined after the last request): seek gives the size
+                data, unsent = self._shed_from(unreader.read(), getcurrent())
+            else:
+                data, unsent = self._receive()
+            if unsent:  # a shed answer the socket's buffer did not take at once
                 self.sock.sendall(unsent)
+                if data:
+                    unreader.unread(data)  # the requests after it: looked at in the next turn
+                    continue
+            if data is not None:
+                break
+        if data:
+            unreader.unread(data)  # for gunicorn's parser; none: the client is gone, and its parser tells it as before
         return super().__next__()
 
     next = __next__
 
-    def _receive(self) -> bytes:
-        """The next bytes from the client that are not a request shed meanwhile, waiting for them first.
+    def _shed_from(self, data: bytes, greenlet: Any) -> tuple[bytes | None, bytes]:
+        """Shed the whole simple POSTs at the start of ``data`` while the worker is over budget.
+
+        Returns what is left (``None``: nothing, all shed; ``b""``: the client closed) and the part of the last
+        shed answer the socket did not take at once (it stops there: the rest must be sent first). Never blocks.
+        """
+        shedder = self.shedder
+        while data and shedder.over_budget():
+            parsed = parse_sheddable(data)
+            if parsed is None:
+                break
+            end, path, rid = parsed
+            unsent = shedder.shed_raw(self.sock, path, rid, greenlet)
+            data = data[end:]
+            if unsent or not data:
+                return data or None, unsent
+        return data, b""
+
+    def _receive(self) -> tuple[bytes | None, bytes]:
+        """The next bytes from the client, waiting for them first, with what :meth:`_shed_from` left of them.
 
         Between requests the next one is not there yet (its client is still reading the last answer), so this
         waits for the socket to turn readable. What arrives is read and looked at in the event loop's readiness
@@ -138,25 +156,20 @@ class ShedFirstParser(RequestParser):
         sock = self.sock
         watcher = getattr(sock, "_read_event", None)
         if watcher is None or hasattr(sock, "pending"):  # closed, or TLS (bytes may wait in the SSL object)
-            return self.unreader.read()
-        self._waiter = waiter = Waiter(sock.hub)
+            return self._shed_from(self.unreader.read(), getcurrent())
+        self._waiter = Waiter(sock.hub)
         self._greenlet = getcurrent()
-        while True:
-            watcher.start(self._readable)
-            try:
-                data, unsent = waiter.get()
-            finally:
-                watcher.stop()
-            if unsent:  # a shed answer the socket's buffer did not take at once
-                sock.sendall(unsent)
-            if data is not None:
-                return data
+        watcher.start(self._readable)
+        try:
+            return self._waiter.get()
+        finally:
+            watcher.stop()
 
     def _readable(self) -> None:
-        """The socket is readable (in the event loop): shed what arrived if over budget, else wake the connection.
+        """The socket is readable (in the event loop): shed what arrived; wake the connection for anything else.
 
-        Wakes the waiting greenlet with ``(bytes, unsent)``: the bytes to parse (``None``: none, wait on; ``b""``:
-        the client closed) and the part of a shed answer still to send. An error is raised in that greenlet.
+        A request shed whole keeps the wait going; anything left, an answer not all sent, or an error (raised in
+        the connection's greenlet) wakes it.
         """
         waiter = self._waiter
         try:
@@ -164,19 +177,8 @@ class ShedFirstParser(RequestParser):
                 data = self.sock._sock.recv(self.unreader.mxchunk)
             except (BlockingIOError, InterruptedError):
                 return  # nothing after all: keep waiting
-            shedder = self.shedder
-            while data and shedder.over_budget():
-                parsed = parse_sheddable(data)
-                if parsed is None:
-                    break
-                end, path, rid = parsed
-                unsent = shedder.shed_raw(self.sock, path, rid, self._greenlet)
-                data = data[end:] or None  # None: all shed, wait for the next request
-                if unsent:
-                    waiter.switch((data, unsent))
-                    return
-                if data is None:
-                    return
-            waiter.switch((data, b""))
+            left, unsent = self._shed_from(data, self._greenlet)
+            if left is not None or unsent:
+                waiter.switch((left, unsent))
         except BaseException:
             waiter.throw(*sys.exc_info())
