@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -15,12 +16,20 @@ from pathlib import Path
 import pytest
 import requests
 
-from benchmarks.ports import free_port  # also what the tests import from here
-
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_DIR = ROOT / "models" / "review-sentiment" / "1"
 SHARED_DATA = ROOT.parent / "shared" / "data"
 SEED_REVIEW = {"review": "This Chatbot is amazing"}
+
+
+def free_port() -> int:
+    """A TCP port free on every address right now, picked on the wildcard address as the servers bind it.
+
+    The same as ``benchmarks/ports.py``: the tests (the e2e ones run with only the e2e extra) do not use that tree.
+    """
+    with socket.socket() as sock:
+        sock.bind(("", 0))
+        return sock.getsockname()[1]
 
 
 def shared_file(*parts: str) -> Path:
