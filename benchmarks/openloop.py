@@ -11,8 +11,10 @@ or on a new one when all are busy (up to ``--max-connections``; beyond that it i
 connection counts (no coordinated omission). Every request is accounted for: answered (status and
 whether its body is the shed error), a socket error (refused, reset, closed), or a timeout.
 
-asyncio Protocols (not streams) keep the cost per request low; the generator's own lag (due time
-to actual write) is reported so a run where the generator fell behind is visible.
+asyncio Protocols (not streams) keep the cost per request low. Each request is written at its due
+time, to the microsecond (a timerfd wakes the event loop: :mod:`benchmarks.timerfd`), not on the next
+millisecond tick of the loop; the generator's own lag (due time to actual write) is reported so a run
+where the generator fell behind is visible.
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ from urllib.parse import urlsplit
 
 import click
 
+from benchmarks.timerfd import Timerfd
+
+REAP_SECONDS = 0.1  # how often requests in flight are checked against the timeout
 SHED_MARK = b'"overloaded"'  # the shed answer's JSON error code (503, "code": "overloaded")
 
 
@@ -208,6 +213,41 @@ class Generator:
         self.peak_connections = max(self.peak_connections, self.open_connections)
         asyncio.get_running_loop().create_task(self._open_and_send(request, phase, due))
 
+    async def _offer(self, timer: Timerfd, index: int, phase: Phase, start: float) -> None:
+        """Send a phase's requests, each at its due time: the timer wakes the loop for the next one.
+
+        Not ``asyncio.sleep``: the loop's waits are whole milliseconds (see :mod:`benchmarks.timerfd`).
+        """
+        loop = asyncio.get_running_loop()
+        total = int(phase.rate * phase.seconds)
+        finished = loop.create_future()
+        sent = 0
+        last_reap = time.perf_counter()
+
+        def on_time() -> None:
+            nonlocal sent, last_reap
+            timer.clear()
+            now = time.perf_counter()
+            due_count = min(total, int((now - start) * phase.rate) + 1)
+            while sent < due_count:
+                self._dispatch(index, start + sent / phase.rate)
+                sent += 1
+            if now - last_reap > REAP_SECONDS:
+                self._reap()
+                last_reap = now
+            if sent >= total:
+                if not finished.done():
+                    finished.set_result(None)
+                return
+            timer.set_at(min(start + sent / phase.rate, last_reap + REAP_SECONDS))
+
+        loop.add_reader(timer.fileno(), on_time)
+        try:
+            on_time()
+            await finished
+        finally:
+            loop.remove_reader(timer.fileno())
+
     def _reap(self) -> None:
         """Time out requests in flight for longer than the timeout; forget finished connections."""
         now = time.perf_counter()
@@ -218,27 +258,16 @@ class Generator:
                 self.busy.discard(conn)
                 conn.timed_out()
 
-    async def run(self, phases: list[Phase], tick: float = 0.001) -> None:
+    async def run(self, phases: list[Phase]) -> None:
         """Offer every phase in turn, then wait (at most the timeout) for the answers still due."""
         self.t0 = self.t0 or time.perf_counter()
         start = time.perf_counter()
-        last_reap = start
-        for index, phase in enumerate(phases):
-            total = int(phase.rate * phase.seconds)
-            sent = 0
-            cpu_start = time.process_time()
-            while sent < total:
-                now = time.perf_counter()
-                due_count = min(total, int((now - start) * phase.rate) + 1)
-                while sent < due_count:
-                    self._dispatch(index, start + sent / phase.rate)
-                    sent += 1
-                if now - last_reap > 0.1:
-                    self._reap()
-                    last_reap = now
-                await asyncio.sleep(tick)
-            start += phase.seconds
-            self.phase_cpu.append(time.process_time() - cpu_start)
+        with Timerfd() as timer:
+            for index, phase in enumerate(phases):
+                cpu_start = time.process_time()
+                await self._offer(timer, index, phase, start)
+                start += phase.seconds
+                self.phase_cpu.append(time.process_time() - cpu_start)
         # the requests still in flight: answered, or timed out
         deadline = time.perf_counter() + self.timeout + 1
         while time.perf_counter() < deadline and any(c.current is not None for c in self.busy):
