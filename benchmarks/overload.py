@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 import click
 
-from benchmarks import machine, overload_report, report, servers, texts, venvs
+from benchmarks import machine, openloop, overload_report, report, servers, texts, venvs
 from benchmarks.wrk import run_wrk
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -156,7 +156,7 @@ def measure(
         command = [
             sys.executable, "-m", "benchmarks.openloop", "--url", target.url, "--path", requests[0][0],
             "--bodies", str(bodies), "--schedule", plan, "--timeout", str(opts["timeout"]),
-            "--max-connections", str(opts["max_connections"]), "--out", str(out),
+            "--max-connections", str(opts["max_connections"]), "--clock", opts["clock"], "--out", str(out),
         ]  # fmt: skip
         total = sum(float(p.split(":")[1]) for p in plan.split(","))
         subprocess.run(command, cwd=ROOT, check=True, timeout=total + opts["timeout"] + 120)
@@ -195,6 +195,11 @@ def measure(
     help="CPUs the server is pinned to, e.g. '1' or '2,3'; the generator, wrk and the probes get the others. "
     "auto: the upper half of this process's CPUs when it has 2 or more; all: no pinning.",
 )
+@click.option(
+    "--clock", type=click.Choice(openloop.CLOCKS), default="tick", show_default=True,
+    help="The generator's clock: what is due leaves every 1 ms (tick), or each request at its due time "
+    "(timerfd; see benchmarks/openloop.py).",
+)  # fmt: skip
 @click.option("--rounds", type=int, default=2, show_default=True, help="Rounds; the server order alternates.")
 @click.option("--smoke", is_flag=True, help="Seconds-long: 2 s loads, reviewserve and plain from the project venv.")
 @click.option("--results", type=click.Path(path_type=Path), default=RESULTS / "overload.json", show_default=True)
@@ -203,7 +208,7 @@ def measure(
 def main(
     seconds: float, recovery: float, multipliers: str, server_names: str, capacity_seconds: float,
     capacity_connections: int, warmup: float, timeout: float, max_connections: int, ready_period: float,
-    ready_timeout: float, server_cpus: str, rounds: int, smoke: bool, results: Path, doc: Path, work: Path,
+    ready_timeout: float, server_cpus: str, clock: str, rounds: int, smoke: bool, results: Path, doc: Path, work: Path,
 ) -> None:  # fmt: skip
     """Run the overload benchmark and write the results, the report section and the plot."""
     names = [n for n in server_names.split(",") if n]
@@ -221,7 +226,7 @@ def main(
         "seconds": seconds, "recovery": recovery, "multipliers": [float(m) for m in multipliers.split(",")],
         "capacity_seconds": capacity_seconds, "capacity_connections": capacity_connections, "warmup": warmup,
         "timeout": timeout, "max_connections": max_connections, "ready_period": ready_period,
-        "ready_timeout": ready_timeout, "rounds": rounds,
+        "ready_timeout": ready_timeout, "rounds": rounds, "clock": clock,
     }  # fmt: skip
     work = work.resolve()  # the peers run from their own folder
     work.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,14 @@ SHED_P99_MAX_MS = 5.0
 RECOVERY_MAX_S = 5.0
 
 
+_CLOCK_TEXT = {
+    "tick": "Clock `tick`: every 1 ms the requests that have fallen due leave together, so each latency includes "
+    "up to ~1 ms of the generator's own lag (its p99 is in the raw records, `generator_lag_p99_ms`).",
+    "timerfd": "Clock `timerfd`: each request leaves at its due time (a timerfd); on this 2-vCPU machine that costs "
+    "the server a few points of goodput against `tick` (docs/benchmarking.md, \"The generator's clock\").",
+}
+
+
 def _p(values: list[float], q: float) -> float | None:
     return percentile(sorted(values), q) * 1000 if values else None
 
@@ -296,7 +304,8 @@ def section(data: dict, doc: Path) -> list[str]:
         "server does, and its latency counts from that due time (no coordinated omission). Chosen over "
         "`h2load --h1 --rps` because h2load sends one fixed body per run (the loads must cycle through real "
         "varied texts), limits each client to its own rate on one connection (closed loop per connection), and "
-        "cannot tell a shed 503 from another 503; wrk has no arrival rate at all.",
+        "cannot tell a shed 503 from another 503; wrk has no arrival rate at all. "
+        + _CLOCK_TEXT.get(s.get("clock", "tick"), ""),
         f"- Capacity: closed loop, `wrk -c{s['capacity_connections']}` for {s['capacity_seconds']:g} s "
         f"(after {s['warmup']:g} s warm-up), same bodies. Then one open-loop run per server: 1.0x, and "
         f"each overload ({', '.join(f'{x:g}x' for x in s['multipliers'] if x > 1)}) for {s['seconds']:g} s "

@@ -32,14 +32,12 @@ class _Itimerspec(ctypes.Structure):
     _fields_ = [("it_interval", _Timespec), ("it_value", _Timespec)]
 
 
-if time.get_clock_info("perf_counter").implementation != "clock_gettime(CLOCK_MONOTONIC)":
-    raise ImportError("benchmarks.timerfd needs time.perf_counter() to be CLOCK_MONOTONIC (Linux)")
-
-
 class Timerfd:
     """A one-shot monotonic timer as a non-blocking file descriptor (readable once it has expired)."""
 
     def __init__(self) -> None:
+        if time.get_clock_info("perf_counter").implementation != "clock_gettime(CLOCK_MONOTONIC)":
+            raise OSError("a timerfd needs time.perf_counter() to be CLOCK_MONOTONIC (Linux)")
         fd = _libc.timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC)
         if fd < 0:
             err = ctypes.get_errno()

@@ -6,7 +6,9 @@ import asyncio
 import select
 import time
 
-from benchmarks.openloop import Generator, Phase, build_requests
+import pytest
+
+from benchmarks.openloop import CLOCKS, Generator, Phase, build_requests
 from benchmarks.timerfd import Timerfd
 
 
@@ -52,7 +54,8 @@ class _Server(asyncio.Protocol):
             self.transport.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
 
 
-def test_requests_leave_at_their_due_times_in_order_and_none_early() -> None:
+@pytest.mark.parametrize("clock", CLOCKS)
+def test_requests_leave_at_their_due_times_in_order_and_none_early(clock: str) -> None:
     async def main() -> Generator:
         loop = asyncio.get_running_loop()
         server = await loop.create_server(_Server, "127.0.0.1", 0)
@@ -61,7 +64,7 @@ def test_requests_leave_at_their_due_times_in_order_and_none_early() -> None:
         gen = Generator(url, build_requests(url, ['{"review": "fine"}'], "/predict"), 50, 5.0)
         gen.t0 = time.perf_counter()
         # two phases: the second's schedule starts where the first's ends, whatever the first's last request did
-        await gen.run([Phase("a", 400.0, 0.25), Phase("b", 1000.0, 0.2)])
+        await gen.run([Phase("a", 400.0, 0.25), Phase("b", 1000.0, 0.2)], clock)
         server.close()
         await server.wait_closed()
         return gen
