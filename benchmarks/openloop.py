@@ -180,6 +180,7 @@ class Generator:
         self.t0 = 0.0
         self.next_request = 0
         self.phase_cpu: list[float] = []  # the generator's own CPU seconds per phase (it shares the machine)
+        self.last_reap = 0.0  # when requests in flight were last checked against the timeout (perf_counter)
 
     def error(self, kind: str) -> None:
         """Count a socket error by kind."""
@@ -222,20 +223,27 @@ class Generator:
         self.peak_connections = max(self.peak_connections, self.open_connections)
         asyncio.get_running_loop().create_task(self._open_and_send(request, phase, due))
 
+    def _send_due(self, index: int, phase: Phase, start: float, sent: int) -> int:
+        """Send the phase's requests that have fallen due since ``sent`` of them left; return how many have left.
+
+        Now and then (every ``REAP_SECONDS``) also times out the requests in flight for too long.
+        """
+        now = time.perf_counter()
+        due_count = _due_count(now - start, phase.rate, int(phase.rate * phase.seconds))
+        while sent < due_count:
+            self._dispatch(index, start + sent / phase.rate)
+            sent += 1
+        if now - self.last_reap > REAP_SECONDS:
+            self._reap()
+            self.last_reap = now
+        return sent
+
     async def _offer_on_ticks(self, index: int, phase: Phase, start: float, tick: float = 0.001) -> None:
         """Send a phase's requests: every ``tick`` (at least 1 ms: the loop's waits), what has fallen due."""
         total = int(phase.rate * phase.seconds)
         sent = 0
-        last_reap = time.perf_counter()
         while sent < total:
-            now = time.perf_counter()
-            due_count = _due_count(now - start, phase.rate, total)
-            while sent < due_count:
-                self._dispatch(index, start + sent / phase.rate)
-                sent += 1
-            if now - last_reap > REAP_SECONDS:
-                self._reap()
-                last_reap = now
+            sent = self._send_due(index, phase, start, sent)
             await asyncio.sleep(tick)
 
     async def _offer(self, timer: Timerfd, index: int, phase: Phase, start: float) -> None:
@@ -247,24 +255,16 @@ class Generator:
         total = int(phase.rate * phase.seconds)
         finished = loop.create_future()
         sent = 0
-        last_reap = time.perf_counter()
 
         def on_time() -> None:
-            nonlocal sent, last_reap
+            nonlocal sent
             timer.clear()
-            now = time.perf_counter()
-            due_count = _due_count(now - start, phase.rate, total)
-            while sent < due_count:
-                self._dispatch(index, start + sent / phase.rate)
-                sent += 1
-            if now - last_reap > REAP_SECONDS:
-                self._reap()
-                last_reap = now
+            sent = self._send_due(index, phase, start, sent)
             if sent >= total:
                 if not finished.done():
                     finished.set_result(None)
                 return
-            timer.set_at(min(start + sent / phase.rate, last_reap + REAP_SECONDS))
+            timer.set_at(min(start + sent / phase.rate, self.last_reap + REAP_SECONDS))
 
         loop.add_reader(timer.fileno(), on_time)
         try:
