@@ -440,9 +440,13 @@ def translate(
 
 
 def free_port() -> int:
-    """A TCP port that is free on 127.0.0.1 right now."""
+    """A TCP port that is free on every address right now (picked on the wildcard address).
+
+    Servers here bind more than loopback (Docker's published ports, a redis-server on the bridge gateway too),
+    and a port free on 127.0.0.1 alone can be taken on another address.
+    """
     with socket.socket() as s:
-        s.bind((LOOPBACK, 0))
+        s.bind(("", 0))
         return int(s.getsockname()[1])
 
 

@@ -46,20 +46,30 @@ def bridge_redis(tmp_path: Path) -> Iterator[tuple[str, int]]:
     binary = shutil.which("redis-server") or "/usr/bin/redis-server"
     if not Path(binary).exists():
         pytest.fail("redis-server is required: apt-get install -y redis-server")
-    gateway, port = bridge_gateway(), free_port()
-    cmd = [binary, "--port", str(port), "--bind", f"127.0.0.1 {gateway}", "--protected-mode", "no"]
-    cmd += ["--save", "", "--appendonly", "no", "--dir", str(tmp_path)]
-    process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    client = redis.Redis(port=port)
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            client.ping()
+    gateway = bridge_gateway()
+    log = tmp_path / "redis.log"
+    for _attempt in range(3):  # a port picked free can be taken before redis binds it: it exits, try another
+        port = free_port()
+        cmd = [binary, "--port", str(port), "--bind", f"127.0.0.1 {gateway}", "--protected-mode", "no"]
+        cmd += ["--save", "", "--appendonly", "no", "--dir", str(tmp_path)]
+        with log.open("w") as out:
+            process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+        client = redis.Redis(port=port, socket_timeout=2, socket_connect_timeout=2)
+        deadline = time.monotonic() + 20
+        while process.poll() is None:
+            try:
+                client.ping()
+                break
+            except (redis.ConnectionError, redis.TimeoutError):
+                if time.monotonic() > deadline:
+                    process.kill()
+                    process.wait()
+                    pytest.fail(f"redis-server did not answer on port {port} in 20 s: {log.read_text()[-2000:]}")
+                time.sleep(0.05)
+        if process.poll() is None:
             break
-        except redis.ConnectionError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
+    else:
+        pytest.fail(f"redis-server exited at start, 3 times (last: port {port}): {log.read_text()[-2000:]}")
     yield gateway, port
     process.send_signal(signal.SIGTERM)
     process.wait(timeout=20)
