@@ -17,9 +17,9 @@ asyncio Protocols (not streams) keep the cost per request low. Two clocks send t
   whole milliseconds), the requests that have fallen due leave together. Each is up to ~1 ms late, and its
   latency, counted from its due time, includes that (generator lag p99 ~1.8 ms).
 - ``timerfd``: each request leaves at its due time, to the microsecond (a timerfd wakes the loop:
-  :mod:`benchmarks.timerfd`); lag p99 ~0.2 ms. On this project's 2-vCPU machine the generator waking
-  every 0.2-0.4 ms instead of every 1 ms costs the server 3-4 points of goodput (docs/benchmarking.md,
-  "The generator's clock"), so the published runs keep ``tick``.
+  :mod:`benchmarks.timerfd`); lag p99 ~0.2 ms. On this project's 2-vCPU machine the server served 3-4
+  points less goodput under it than under ``tick`` (an A/B, docs/benchmarking.md, "The generator's clock"),
+  so the published runs keep ``tick``.
 
 The generator's own lag (due time to actual write) is reported so a run where it fell behind is visible.
 """
@@ -52,6 +52,11 @@ class Phase:
     label: str
     rate: float  # requests per second
     seconds: float
+
+    @property
+    def requests(self) -> int:
+        """How many requests the phase offers (request i due at i / rate)."""
+        return int(self.rate * self.seconds)
 
 
 @dataclass
@@ -229,7 +234,7 @@ class Generator:
         Now and then (every ``REAP_SECONDS``) also times out the requests in flight for too long.
         """
         now = time.perf_counter()
-        due_count = _due_count(now - start, phase.rate, int(phase.rate * phase.seconds))
+        due_count = _due_count(now - start, phase.rate, phase.requests)
         while sent < due_count:
             self._dispatch(index, start + sent / phase.rate)
             sent += 1
@@ -240,9 +245,8 @@ class Generator:
 
     async def _offer_on_ticks(self, index: int, phase: Phase, start: float, tick: float = 0.001) -> None:
         """Send a phase's requests: every ``tick`` (at least 1 ms: the loop's waits), what has fallen due."""
-        total = int(phase.rate * phase.seconds)
         sent = 0
-        while sent < total:
+        while sent < phase.requests:
             sent = self._send_due(index, phase, start, sent)
             await asyncio.sleep(tick)
 
@@ -252,7 +256,6 @@ class Generator:
         Not ``asyncio.sleep``: the loop's waits are whole milliseconds (see :mod:`benchmarks.timerfd`).
         """
         loop = asyncio.get_running_loop()
-        total = int(phase.rate * phase.seconds)
         finished = loop.create_future()
         sent = 0
 
@@ -260,7 +263,7 @@ class Generator:
             nonlocal sent
             timer.clear()
             sent = self._send_due(index, phase, start, sent)
-            if sent >= total:
+            if sent >= phase.requests:
                 if not finished.done():
                     finished.set_result(None)
                 return

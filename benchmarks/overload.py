@@ -159,9 +159,10 @@ def measure(
             "--max-connections", str(opts["max_connections"]), "--clock", opts["clock"], "--out", str(out),
         ]  # fmt: skip
         total = sum(float(p.split(":")[1]) for p in plan.split(","))
-        subprocess.run(command, cwd=ROOT, check=True, timeout=total + opts["timeout"] + 120)
-        ready = poller.stop() if poller else []
-    raw = json.loads(out.read_text())
+        try:
+            subprocess.run(command, cwd=ROOT, check=True, timeout=total + opts["timeout"] + 120)
+        finally:  # the polling thread ends with the run, failed or not
+            ready = poller.stop() if poller else []
     return {
         "server": target.name,
         "label": target.label,
@@ -172,7 +173,7 @@ def measure(
         },
         "ready_url": target.ready_url,
         "ready": ready,
-        "openloop": raw,
+        "openloop": json.loads(out.read_text()),
     }
 
 

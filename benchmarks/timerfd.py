@@ -1,12 +1,12 @@
 """A Linux timerfd: a file descriptor that turns readable at a set time, to the microsecond.
 
-The open-loop generator sends each request at its due time. An asyncio timer cannot: the event loop waits in
-``epoll_wait``, whose timeout is whole milliseconds (rounded up), so a request due in 0.3 ms left up to
-~1 ms late, and that lag counted in its latency (measured: generator lag p99 1.7 ms, against 0.1-0.3 ms
-with this timer; docs/benchmarking.md). A timerfd's expiry has nanosecond resolution and no timer slack, and
-the loop watches it like a socket (``loop.add_reader``). ``os.timerfd_create`` only exists from Python 3.13;
-this calls the same two libc functions through ctypes. Times are ``time.perf_counter()`` seconds, which is
-``CLOCK_MONOTONIC`` on Linux.
+The open-loop generator's ``timerfd`` clock sends each request at its due time. An asyncio timer
+cannot: the loop waits in ``epoll_wait``, whose timeout is whole milliseconds (rounded up), so a request
+due in 0.3 ms leaves up to ~1 ms late, and that lag counts in its latency (measured: generator lag p99
+1.7 ms, against 0.1-0.3 ms with this timer; docs/benchmarking.md). A timerfd's expiry has nanosecond
+resolution and no timer slack, and the loop watches it like a socket (``loop.add_reader``).
+``os.timerfd_create`` only exists from Python 3.13; this calls the same two libc functions through
+ctypes. Times are ``time.perf_counter()`` seconds, which is ``CLOCK_MONOTONIC`` on Linux.
 """
 
 from __future__ import annotations

@@ -30,6 +30,8 @@ from typing import Any
 
 import yaml
 
+from tests.conftest import free_port
+
 DOCKER = os.environ.get("DOCKER", "/usr/bin/docker")
 LOOPBACK = "127.0.0.1"  # the only address request loops ever target
 
@@ -437,17 +439,6 @@ def translate(
 
 
 # --------------------------------------------------------------- requests ---
-
-
-def free_port() -> int:
-    """A TCP port that is free on every address right now (picked on the wildcard address).
-
-    Servers here bind more than loopback (Docker's published ports, a redis-server on the bridge gateway too),
-    and a port free on 127.0.0.1 alone can be taken on another address.
-    """
-    with socket.socket() as s:
-        s.bind(("", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dockerpod import LOOPBACK, Manifest, free_port
+from dockerpod import LOOPBACK, Manifest
+
+from tests.conftest import free_port
 
 NGINX = os.environ.get("NGINX", shutil.which("nginx") or "/usr/sbin/nginx")
 ANNOTATION = "nginx.ingress.kubernetes.io/"

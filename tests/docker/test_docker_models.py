@@ -29,10 +29,10 @@ from unittest import mock
 
 import pytest
 from docker_settings import DOCKER, SEED, render_chart
-from dockerpod import Manifest, Replica, RequestLoop, find_one, free_port, http_request, is_prediction, translate
+from dockerpod import Manifest, Replica, RequestLoop, find_one, http_request, is_prediction, translate
 from gatewayroute import GatewayNginx, backend_weights, mirror_backends, route_rules
 
-from tests.conftest import MODEL_DIR
+from tests.conftest import MODEL_DIR, free_port
 from tests.modelversions import make_version
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(1800)]

@@ -24,6 +24,8 @@ import redis
 from docker_settings import IMAGE, render_chart
 from dockerpod import find_one, http_request, replicas, translate
 
+from tests.conftest import free_port
+
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(1800)]
 POD = "t-reviewserve-stream-0"
 ERROR_LINE = re.compile(r'"level": "(ERROR|CRITICAL)"|^Traceback')
@@ -41,8 +43,6 @@ def bridge_gateway() -> str:
 @pytest.fixture
 def bridge_redis(tmp_path: Path) -> Iterator[tuple[str, int]]:
     """redis-server (no persistence) on 127.0.0.1 and the bridge gateway, on a free port."""
-    from dockerpod import free_port
-
     binary = shutil.which("redis-server") or "/usr/bin/redis-server"
     if not Path(binary).exists():
         pytest.fail("redis-server is required: apt-get install -y redis-server")
