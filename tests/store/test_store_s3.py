@@ -152,7 +152,13 @@ def test_store_unreachable_at_start_then_reachable_the_server_turns_ready_withou
             push(MODEL_DIR, "s3://late-store/models")
         server.wait_ready(timeout=60)
         assert server.process.pid == master and server.process.poll() is None, "the server was restarted"
+        # Ready as soon as the first replacement answers; the other old worker may still be draining (SIGTERM),
+        # and the arbiter forks its replacement only once it has exited: wait for the whole set to turn over.
+        deadline = time.monotonic() + 30
         workers_after = set(server.wait_workers(2))
+        while workers_before & workers_after and time.monotonic() < deadline:
+            time.sleep(0.1)
+            workers_after = set(server.wait_workers(2))
         assert not workers_before & workers_after, "the workers forked before the model loaded still serve"
         for _ in range(6):
             answer = requests.post(server.url + "/predict", json=SEED_REVIEW, timeout=5)
