@@ -46,9 +46,13 @@ def test_bench_overload_smoke_runs_and_reports(tmp_path: Path) -> None:
         # of its 2 s smoke phases may see no probe start at all; the run as a whole is probed.
         assert sum(row["ready_polls"] for row in rows) >= len(rows) // 2, (server, rows)
         assert rows[0]["ok"] > 0 and rows[0]["p99_ms"] > 0
-        assert all("recovery_s" in r for r in rows if r["label"].startswith("after "))
+        after = [r for r in rows if r["label"].startswith("after ")]
+        assert after and all("recovery_s" in r and "recovery_every_window_s" in r for r in after)
+        assert all(r["recovery_unjudged_windows"] <= round(r["seconds"] / 0.5) for r in after)
+        assert all(r["generator_stalls"] >= 0 for r in rows)  # the generator's own stalls, counted per load
     # the raw per-request records stay in --work; the committed JSON has per-second timelines
     assert all("records" not in r["openloop"] and r["timeline"] for r in data["runs"])
+    assert all("generator_stall_ms" in second for r in data["runs"] for second in r["timeline"])
     text = doc.read_text()
     for heading in ("## Overload", "### Targets (issue 15, reviewserve)", "### reviewserve", "### plain"):
         assert heading in text

@@ -83,3 +83,27 @@ def test_requests_leave_at_their_due_times_in_order_and_none_early(clock: str) -
     arrivals = sorted(a - gen.t0 for a in _arrivals)
     assert len(arrivals) == 300
     assert all(arrived >= due for arrived, due in zip(arrivals, dues, strict=True))
+
+
+@pytest.mark.parametrize("clock", CLOCKS)
+def test_a_generator_stall_is_recorded_with_when_and_how_late(clock: str) -> None:
+    async def main() -> Generator:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(_Server, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        url = f"http://127.0.0.1:{port}"
+        gen = Generator(url, build_requests(url, ['{"review": "fine"}'], "/predict"), 50, 5.0)
+        gen.t0 = time.perf_counter()
+        loop.call_later(0.3, time.sleep, 0.03)  # the generator's process does not run for 30 ms
+        await gen.run([Phase("a", 500.0, 0.6)], clock)
+        server.close()
+        await server.wait_closed()
+        return gen
+
+    gen = asyncio.run(main())
+    assert set(gen.records.status) == {200}
+    # the requests due during the sleep left together after it: one stall, starting within it, ~30 ms late
+    at_sleep = [(due, late) for due, late in gen.stalls if 0.29 <= due <= 0.34]
+    assert at_sleep, gen.stalls
+    assert max(late for _, late in at_sleep) >= 0.025
+    assert all(late > 0.005 for _, late in gen.stalls)  # only lateness beyond STALL_S is a stall
