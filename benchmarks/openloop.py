@@ -242,8 +242,8 @@ class Generator:
         """
         now = time.perf_counter()
         due_count = _due_count(now - start, phase.rate, phase.requests)
-        if sent < due_count and now - (start + sent / phase.rate) > STALL_S:
-            first_due = start + sent / phase.rate
+        first_due = start + sent / phase.rate
+        if sent < due_count and now - first_due > STALL_S:
             self.stalls.append([round(first_due - self.t0, 4), round(now - first_due, 5)])
         while sent < due_count:
             self._dispatch(index, start + sent / phase.rate)

@@ -137,7 +137,8 @@ def _timeline(run: dict, step: float = 1.0) -> list[dict]:
         return []
     stall_ms: dict[int, float] = {}
     for due, late in run["openloop"].get("stalls", []):
-        stall_ms[int(due / step)] = max(stall_ms.get(int(due / step), 0.0), round(late * 1000, 1))
+        second = int(due / step)
+        stall_ms[second] = max(stall_ms.get(second, 0.0), round(late * 1000, 1))
     bins: dict[int, dict] = {}
     for due, lat, status, shed in zip(rec["due"], rec["latency"], rec["status"], rec["shed"], strict=True):
         b = bins.setdefault(int(due / step), {"ok": [], "shed": 0, "failed": 0})
